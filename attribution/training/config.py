@@ -41,10 +41,9 @@ class TranscoderTrainConfig:
     """How to train one transcoder set (per-layer or cross-layer) on the model's MLPs.
 
     `activation` "relu" trains ReLU features with an L1 penalty of weight `l1_coefficient` on
-    activation x decoder norm. "jumprelu" trains with BatchTopK (`k` active features per token on
-    average over a batch), then converts to JumpReLU with one threshold learned from the
-    training batches, and fine-tunes the last `jumprelu_finetune_fraction` of the steps with that
-    threshold fixed, so the saved file behaves exactly as it was measured.
+    activation x decoder norm. "jumprelu" trains JumpReLU features whose per-layer threshold
+    tracks the BatchTopK cut for `k` active features per token (on average over a batch), then
+    is frozen for the last `jumprelu_finetune_fraction` of the steps (see transcoders.py).
     """
 
     kind: Literal["per_layer", "cross_layer"] = "per_layer"
@@ -53,9 +52,9 @@ class TranscoderTrainConfig:
     k: int = 16
     l1_coefficient: float = 0.02
     jumprelu_finetune_fraction: float = 0.2
-    lr: float = 2e-3
+    lr: float = 5e-3
     batch_size: int = 2048
-    steps: int = 1000
+    steps: int = 600
     input_hook: str = "ln2.hook_normalized"
     output_hook: str = "hook_mlp_out"
 

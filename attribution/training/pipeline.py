@@ -95,7 +95,7 @@ def train_transcoders_step(
     n_sequences = -(-cfg.activation_tokens // (cfg.model.seq_len - 1))  # ceil division
     batches = token_batches(model, cfg, "activations", n_sequences)
     x, y = collect_activations(model, batches, tc_cfg.input_hook, tc_cfg.output_hook, progress)
-    result = train_transcoders(model, x, y, tc_cfg, seed=cfg.seed, progress=progress)
+    result = train_transcoders(x, y, tc_cfg, seed=cfg.seed, progress=progress)
     result.transcoders.save(out / TRANSCODER_DIRS[which], model.cfg.model_name)
     return {**result.stats, "activation_tokens": x.shape[1]}
 

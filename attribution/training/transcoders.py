@@ -14,12 +14,12 @@ Training (both kinds): collect (x, y) pairs from the model on fresh text, then m
 fraction of variance unexplained plus a sparsity term. Two sparsity recipes are implemented:
 
 - "relu": ReLU features and an L1 penalty on activation x decoder-row norm.
-- "jumprelu": BatchTopK while training (per layer, keep the k * batch largest activations of the
-  whole batch, so a token may use more or fewer than k), with an auxiliary loss that lets dead
-  features learn. BatchTopK is then replaced by a JumpReLU, a ReLU that also zeroes values
-  below a threshold: one threshold per layer, the mean smallest kept activation over the
-  training batches. The last part of training runs with that JumpReLU fixed, so the saved file
-  is exactly what was trained and measured.
+- "jumprelu": a JumpReLU (a ReLU that also zeroes values below a threshold) whose threshold,
+  one per layer, follows BatchTopK's cut while training: the value that k features per token
+  exceed on average over a batch (so one token may use more features, another fewer). Decoder
+  rows are kept at unit norm, so the threshold compares features by how much they write. The
+  threshold is frozen for the last part of training, so the saved file is exactly what was
+  trained and measured.
 
 Saved layout (readable by circuit-tracer 0.5 and by `attribution.load_transcoders`):
 
@@ -345,17 +345,23 @@ class TranscoderTrainResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def batch_topk(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """BatchTopK per layer: keep the k * N largest positive pre-activations of each layer.
+def batch_threshold(
+    pre: torch.Tensor, k: int, generator: torch.Generator, sample: int = 65536
+) -> torch.Tensor:
+    """Per layer, the value that about k of a token's F pre-activations exceed, on average.
 
-    pre (L, N, F) -> (activations (L, N, F), smallest kept value per layer (L,)).
+    This is BatchTopK's cut (keep the k x N largest of an (N, F) batch), estimated on a random
+    sample of the batch's values: a quantile of (N x F) numbers is the same, up to sampling
+    noise, as a quantile of a large random subset, and a full top-k is slow on a CPU.
+    pre (L, N, F) -> (L,).
     """
     L, N, F = pre.shape
-    flat = torch.relu(pre).reshape(L, N * F)
-    values, idx = flat.topk(k * N, dim=-1, sorted=False)
-    acts = torch.zeros_like(flat).scatter(-1, idx, values).reshape(L, N, F)
-    smallest = values.masked_fill(values <= 0, float("inf")).min(dim=-1).values
-    return acts, smallest
+    flat = pre.detach().reshape(L, N * F)
+    n = min(sample, N * F)
+    idx = torch.randint(0, N * F, (n,), generator=generator)
+    values = flat[:, idx]  # (L, n)
+    rank = max(1, min(n, round(n * (1 - k / F))))
+    return values.kthvalue(rank, dim=-1).values.clamp_min(0.0)
 
 
 def _init(tc: Transcoders, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> None:
@@ -379,19 +385,22 @@ def _init(tc: Transcoders, x: torch.Tensor, y: torch.Tensor, generator: torch.Ge
 
 
 def train_transcoders(
-    model: HookedTransformer,
     x: torch.Tensor,
     y: torch.Tensor,
     cfg: TranscoderTrainConfig,
     seed: int = 0,
     progress: bool = True,
 ) -> TranscoderTrainResult:
-    """Train a transcoder set of kind `cfg.kind` on activations x, y (L, N, d).
+    """Train a transcoder set of kind `cfg.kind` on MLP inputs x and outputs y, both (L, N, d).
 
-    Loss per step: per-layer FVU of the batch (summed over layers) plus the sparsity term of the
-    chosen recipe. Adam, learning rate constant then linearly decayed over the last 20% of steps.
+    Loss per step: each layer's FVU on the batch, summed over layers, plus, for "relu", the L1
+    penalty. For "jumprelu" the sparsity comes from the threshold instead: every step it moves
+    (exponential average) towards the batch's BatchTopK cut for `cfg.k` features per token, and
+    gradients flow through active features only. For the last `jumprelu_finetune_fraction` of
+    the steps the threshold is frozen, so the saved JumpReLU is exactly the trained function.
+
+    Adam; the learning rate is constant, then decays linearly to 0 over the last 20% of steps.
     """
-    del model  # the activations carry everything needed; kept in the signature for symmetry
     start = time.perf_counter()
     L, N, d = x.shape
     gen = torch.Generator().manual_seed(seed)
@@ -410,11 +419,9 @@ def train_transcoders(
         lambda s: 1.0 if s < decay_from else max(0.0, (cfg.steps - s) / (cfg.steps - decay_from)),
     )
     jump = cfg.activation == "jumprelu"
-    finetune_from = (
-        cfg.steps - int(cfg.jumprelu_finetune_fraction * cfg.steps) if jump else cfg.steps
-    )
+    freeze_from = cfg.steps - int(cfg.jumprelu_finetune_fraction * cfg.steps)
+    theta: torch.Tensor | None = None  # (L,) JumpReLU threshold while it adapts
     tracker = _DeadFeatureTracker(torch.zeros(L, cfg.n_features), dead_after=max(N // 4, 1))
-    threshold_sum, threshold_count = torch.zeros(L), 0
     log: dict[str, float] = {}
 
     bar = tqdm(range(cfg.steps), desc=f"{cfg.kind} transcoders", disable=not progress, unit="step")
@@ -422,18 +429,11 @@ def train_transcoders(
         idx = torch.randint(0, N, (cfg.batch_size,), generator=gen)
         xb, yb = x[:, idx], y_n[:, idx]  # (L, B, d)
         pre = tc.pre_activations(xb)  # (L, B, F)
-        if jump and step == finetune_from:
-            # BatchTopK -> JumpReLU: one threshold per layer, averaged over the training batches.
-            tc.threshold = (
-                (threshold_sum / max(threshold_count, 1))[:, None].expand(L, cfg.n_features).clone()
-            )
-        if not jump or tc.threshold is not None:
-            acts = tc.activate(pre)
-        else:
-            acts, smallest = batch_topk(pre, cfg.k)
-            if step >= finetune_from // 2:
-                threshold_sum += smallest.detach()
-                threshold_count += 1
+        if jump and step < freeze_from:
+            cut = batch_threshold(pre, cfg.k, gen)
+            theta = cut if theta is None else 0.9 * theta + 0.1 * cut
+            tc.threshold = theta[:, None].expand(L, cfg.n_features).clone()
+        acts = tc.activate(pre)
         y_hat = tc.decode(acts)
         var = (yb - yb.mean(dim=1, keepdim=True)).pow(2).sum(dim=(1, 2))  # (L,)
         fvu = (yb - y_hat).pow(2).sum(dim=(1, 2)) / var  # (L,)
@@ -441,15 +441,13 @@ def train_transcoders(
         if not jump:
             sparsity = (acts * tc.decoder_norms()[:, None]).sum(-1).mean()
             loss = loss + cfg.l1_coefficient * sparsity
-        elif tc.threshold is None:
-            loss = loss + _aux_loss(tc, pre, acts, yb - y_hat, tracker.dead, cfg.k, var)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if jump and tc.threshold is None:
-            # (Not once the JumpReLU threshold is fixed: rescaling encoder rows would move
-            # activations relative to it.)
+        if jump and step < freeze_from - 1:
+            # Unit-norm decoders make the threshold compare features by their output size. Not
+            # once the threshold is frozen: rescaling encoder rows would move activations.
             tc.normalise_decoder()
         tracker.update(acts.detach())
         log = {
@@ -468,28 +466,3 @@ def train_transcoders(
         "dead_fraction": log.get("dead", math.nan),
     }
     return TranscoderTrainResult(tc, stats)
-
-
-def _aux_loss(
-    tc: Transcoders,
-    pre: torch.Tensor,
-    acts: torch.Tensor,
-    residual: torch.Tensor,
-    dead: torch.Tensor,
-    k: int,
-    var: torch.Tensor,
-) -> torch.Tensor:
-    """AuxK loss: the top dead features try to explain what the live ones missed.
-
-    Only features marked dead take part; they get gradient from reconstructing the residual
-    (yb - y_hat, detached), which pulls them back towards useful directions. Weighted 1/32.
-    """
-    if not dead.any():
-        return pre.new_zeros(())
-    dead_pre = torch.relu(pre).masked_fill(~dead[:, None], 0.0)  # (L, B, F)
-    k_aux = min(4 * k, tc.n_features // 2)
-    values, idx = dead_pre.topk(k_aux, dim=-1)
-    aux_acts = torch.zeros_like(dead_pre).scatter(-1, idx, values)
-    aux_recon = tc.decode(aux_acts) - tc.b_dec[:, None]
-    err = (residual.detach() - aux_recon).pow(2).sum(dim=(1, 2)) / var
-    return err.sum() / 32
