@@ -101,7 +101,7 @@ def prune(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> P
 
     # Edge scores on the kept nodes' submatrix.
     kept = torch.nonzero(node_mask).flatten()
-    sub = adjacency[kept][:, kept]
+    sub = adjacency[kept[:, None], kept[None, :]]
     sub_weights = weights[kept]
     sub_influence, _ = influence_series(sub, sub_weights)
     scores = sub.abs() / row_sums(sub)[:, None] * (sub_influence + sub_weights)[:, None]
