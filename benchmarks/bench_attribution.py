@@ -1,8 +1,8 @@
-"""Time circuitflow's `attribute` against circuit-tracer's on the same model, transcoders and prompt.
+"""Time circuitflow's `attribute` against circuit-tracer's: same model, transcoders and prompt.
 
 Both run in this one process, one after the other, on the CPU:
 
-    python benchmarks/bench_attribution.py --shape gpt2-small   # 12 x 768, vocab 50257, TopK(32) x 6144
+    python benchmarks/bench_attribution.py --shape gpt2-small  # 12x768, TopK(32) x 6144
     python benchmarks/bench_attribution.py --shape tiny
 
 Prints each time, the ratio (ours / reference) and whether the two adjacencies agree.
@@ -79,7 +79,8 @@ def main() -> None:
     ours_t, ref_t = min(ours_times), min(ref_times)
     diff = (ours.adjacency - ref.adjacency_matrix).abs().max() / ref.adjacency_matrix.abs().max()
     print(
-        f"shape {args.shape}: {len(ours.tokens)} tokens, {len(ours.active_features)} active features, {ours.n_nodes} nodes"
+        f"shape {args.shape}: {len(ours.tokens)} tokens, "
+        f"{len(ours.active_features)} active features, {ours.n_nodes} nodes"
     )
     print(f"circuitflow {ours_t:.2f}s  circuit-tracer {ref_t:.2f}s  ratio {ours_t / ref_t:.2f}")
     print(f"max |A_ours - A_ref| / max |A_ref| = {diff:.1e}")

@@ -119,7 +119,8 @@ def main() -> None:
         path = Path(tmp) / "adjacency.npy"
         build(args.nodes, path)
         print(
-            f"graph: {args.nodes} nodes ({n_features} features), {args.nodes**2 * 4 / 2**20:.0f} MB dense float32"
+            f"graph: {args.nodes} nodes ({n_features} features), "
+            f"{args.nodes**2 * 4 / 2**20:.0f} MB dense float32"
         )
         results = {}
         for which in ("circuitflow", "circuit-tracer"):
@@ -141,7 +142,8 @@ def main() -> None:
             results[which] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[which]
             print(
-                f"{which:15s} peak +{r['peak_extra_mb']:.0f} MB  {r['seconds']:.2f}s  nodes {r['nodes_kept']}  edges {r['edges_kept']}"
+                f"{which:15s} peak +{r['peak_extra_mb']:.0f} MB  {r['seconds']:.2f}s  "
+                f"nodes {r['nodes_kept']}  edges {r['edges_kept']}"
             )
         ratio = results["circuitflow"]["peak_extra_mb"] / max(
             results["circuit-tracer"]["peak_extra_mb"], 1
