@@ -14,11 +14,13 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     prune.py        the subgraph that carries most of the influence
     scores.py       replacement and completeness scores
     attribute.py    all stages in one call
+    intervene.py    set features to values and rerun the model
 """
 
 from attribution.attribute import attribute, choose_targets, tokenize
 from attribution.graph import AttributionGraph, assemble
 from attribution.influence import node_influence
+from attribution.intervene import InterventionResult, intervene
 from attribution.models import ModelLoadError, load_model, save_model
 from attribution.precompute import Precompute, precompute
 from attribution.prune import PruneResult, ThresholdError, prune
@@ -42,6 +44,7 @@ __all__ = [
     "Rows",
     "TargetError",
     "Targets",
+    "InterventionResult",
     "ThresholdError",
     "TranscoderError",
     "Transcoders",
@@ -50,6 +53,7 @@ __all__ = [
     "choose_targets",
     "compute_rows",
     "graph_scores",
+    "intervene",
     "load_model",
     "load_transcoders",
     "node_influence",
