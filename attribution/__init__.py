@@ -23,7 +23,7 @@ from attribution.influence import node_influence
 from attribution.intervene import InterventionResult, intervene
 from attribution.models import ModelLoadError, load_model, save_model
 from attribution.precompute import Precompute, precompute
-from attribution.prune import PruneResult, ThresholdError, prune
+from attribution.prune import PruneDetails, PruneResult, ThresholdError, prune, prune_with_details
 from attribution.replacement import ModelMismatchError, ReplacementModel
 from attribution.rows import BudgetError, Rows, compute_rows
 from attribution.scores import graph_scores
@@ -39,6 +39,7 @@ __all__ = [
     "ModelMismatchError",
     "Precompute",
     "PromptError",
+    "PruneDetails",
     "PruneResult",
     "ReplacementModel",
     "Rows",
@@ -59,6 +60,7 @@ __all__ = [
     "node_influence",
     "precompute",
     "prune",
+    "prune_with_details",
     "save_model",
     "tokenize",
 ]

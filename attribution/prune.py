@@ -15,6 +15,7 @@ pass per bit, instead of sorting all edge scores at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -86,8 +87,31 @@ def cumulative_shares(influence: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@dataclass
+class PruneDetails:
+    """Everything pruning computed, for storage and the catalog.
+
+    result:      the masks and cumulative scores
+    kept_edges:  (n_edges, 2) int64 (target, source) of kept edges, row-major
+    edge_scores: (n_edges,) their scores (normalised weight x (target influence + logit weight))
+    edge_trace:  per-step terms of the influence series on the node-pruned graph, in node order
+    """
+
+    result: PruneResult
+    kept_edges: torch.Tensor
+    edge_scores: torch.Tensor
+    edge_trace: list[torch.Tensor]
+
+
 def prune(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
     """Keep the nodes and edges that carry the given shares of influence on the logits."""
+    return prune_with_details(graph, node_threshold, edge_threshold).result
+
+
+def prune_with_details(
+    graph, node_threshold: float = 0.8, edge_threshold: float = 0.98
+) -> PruneDetails:
+    """`prune`, also returning the kept edges' scores and the pruned graph's influence trace."""
     check_threshold("node_threshold", node_threshold)
     check_threshold("edge_threshold", edge_threshold)
     n_nodes, n_features = graph.n_nodes, graph.n_features
@@ -103,11 +127,10 @@ def prune(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> P
     kept = torch.nonzero(node_mask).flatten()
     sub = adjacency[kept[:, None], kept[None, :]]
     sub_weights = weights[kept]
-    sub_influence, _ = influence_series(sub, sub_weights)
+    sub_influence, sub_trace = influence_series(sub, sub_weights)
     scores = sub.abs() / row_sums(sub)[:, None] * (sub_influence + sub_weights)[:, None]
     cut = mass_threshold(scores, edge_threshold)
     sub_edges = scores >= cut if cut > 0 else scores > 0
-    del scores
 
     edge_mask = torch.zeros(n_nodes, n_nodes, dtype=torch.bool, device=adjacency.device)
     edge_mask[kept[:, None], kept[None, :]] = sub_edges
@@ -123,7 +146,18 @@ def prune(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> P
         edge_mask[~node_mask] = False
         edge_mask[:, ~node_mask] = False
 
-    return PruneResult(node_mask, edge_mask, cumulative_shares(influence))
+    local = torch.nonzero(edge_mask[kept[:, None], kept[None, :]])  # (n_edges, 2) in sub indices
+    edge_trace = []
+    for term in sub_trace:
+        full = torch.zeros(n_nodes, dtype=term.dtype, device=term.device)
+        full[kept] = term
+        edge_trace.append(full)
+    return PruneDetails(
+        result=PruneResult(node_mask, edge_mask, cumulative_shares(influence)),
+        kept_edges=kept[local],
+        edge_scores=scores[local[:, 0], local[:, 1]],
+        edge_trace=edge_trace,
+    )
 
 
 def _sorted_cut(values: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -51,3 +51,14 @@ def test_mass_threshold_equals_the_sorting_definition(fraction):
     if expected == 0:  # a cut at zero keeps every nonzero score
         expected = float(ordered[ordered > 0].min())
     assert mass_threshold(scores, fraction) == expected
+
+
+def test_details_list_kept_edges_with_their_scores():
+    from attribution import prune_with_details
+
+    details = prune_with_details(hand_graph(), node_threshold=0.7, edge_threshold=0.98)
+    assert details.kept_edges.tolist() == [[0, 4], [0, 5], [6, 0]]
+    torch.testing.assert_close(details.edge_scores, torch.tensor([0.45, 0.45, 0.9]))
+    # The pruned graph's influence: f0 .9 through one edge, tokens .45 each through two.
+    torch.testing.assert_close(details.edge_trace[0][[0, 4, 5]], torch.tensor([0.9, 0.0, 0.0]))
+    torch.testing.assert_close(details.edge_trace[1][[0, 4, 5]], torch.tensor([0.0, 0.45, 0.45]))
