@@ -77,6 +77,19 @@ class AttributionGraph(Record):
     def logit_start(self) -> int:
         return self.token_start + self.n_pos
 
+    def node_ids(self) -> list[str]:
+        """Stable string ids, in node order: features '{layer}_{feature}_{pos}', errors
+        'err_{layer}_{pos}', tokens 'E_{token id}_{pos}', logits 'L_{token id}_{pos}'."""
+        ids = [
+            f"{layer}_{feature}_{pos}"
+            for layer, pos, feature in self.active_features[self.selected_features].tolist()
+        ]
+        ids += [f"err_{layer}_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
+        ids += [f"E_{token}_{pos}" for pos, token in enumerate(self.tokens.tolist())]
+        last = self.n_pos - 1
+        ids += [f"L_{token}_{last}" for token in self.logit_token_ids.tolist()]
+        return ids
+
     def node_kinds(self) -> list[str]:
         """'feature', 'error', 'token' or 'logit' for each node, in node order."""
         return (
