@@ -10,10 +10,6 @@ from attribution import prune
 from attribution.neuronpedia import cantor, graph_json, validate
 from tests.attribution.test_influence import hand_graph
 
-SCHEMA = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "neuronpedia-graph-schema.json"
-)
-
 
 def test_export_validates_and_lists_kept_nodes_and_links():
     graph = hand_graph()
