@@ -1,0 +1,25 @@
+"""Exceptions raised by the store.
+
+`ObjectMissing` is the one callers act on: a lookup that raises it (or its subclass
+`ObjectCorrupted`) is a cache miss, and the stage recomputes and republishes its output.
+"""
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class ObjectMissing(StoreError):
+    """An object is absent or unusable: treat it as a cache miss and recompute it."""
+
+
+class ObjectCorrupted(ObjectMissing):
+    """An object failed an integrity check; it has been moved aside to quarantine/."""
+
+
+class CatalogError(StoreError):
+    """Rows could not be written to, or read from, a catalog table."""
+
+
+class QueryError(StoreError):
+    """A SQL query was refused or failed."""
