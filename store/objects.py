@@ -96,7 +96,7 @@ def default_code_version() -> str:
 
 
 def to_arrow_table(value: Any) -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, dict of columns, list of row dicts or DataFrame."""
+    """A pyarrow Table from a Table, RecordBatch, column dict, list of row dicts or DataFrame."""
     if isinstance(value, pa.Table):
         return value
     if isinstance(value, pa.RecordBatch):
@@ -127,8 +127,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}/{self.file}: {self.message}" if self.file else (
-            f"{self.where}: {self.message}"
+        return (
+            f"{self.where}/{self.file}: {self.message}"
+            if self.file
+            else (f"{self.where}: {self.message}")
         )
 
 
@@ -211,21 +213,22 @@ class Store:
     def open(self, stage: str, key: str, *, verify: bool = False) -> StoredObject:
         """Like `get`, but raise ObjectMissing / ObjectCorrupted (with the reason) on a miss."""
         path = self.object_path(stage, key)
-        manifest, problem = self._read_manifest(path, stage, key)
+        manifest, problem = self.read_manifest(path, stage, key)
         if manifest is None:
             if problem is None:
                 raise ObjectMissing(f"no object {stage}/{key}")
             if problem == "manifest.json is missing" and not self.location.local:
                 raise ObjectMissing(f"object {stage}/{key} is not fully published yet")
             raise self.corrupted(path, [Problem(self.location.rel(path), "", problem)])
-        problems = check_complete(self.location, path, manifest)
-        if not problems and verify:
+        if verify:
             problems = hash_files(self.location, path, manifest)
+        else:
+            problems = check_complete(self.location, path, manifest)
         if problems:
             raise self.corrupted(path, problems)
         return StoredObject(self, stage, key, path, manifest)
 
-    def _read_manifest(
+    def read_manifest(
         self, path: str, stage: str, key: str
     ) -> tuple[dict[str, Any] | None, str | None]:
         try:
@@ -493,7 +496,9 @@ class ObjectWriter:
         else:
             self._publish_remote(data)
         if self.won:
-            self.published = StoredObject(self.store, self.stage, self.key, self.final_path, manifest)
+            self.published = StoredObject(
+                self.store, self.stage, self.key, self.final_path, manifest
+            )
         else:
             self.discard()
             self.published = self.store.open(self.stage, self.key)
@@ -635,7 +640,4 @@ class StoredObject:
 
     def verify(self) -> list[Problem]:
         """Re-hash every file; an empty list means the object is intact."""
-        loc = self.store.location
-        return check_complete(loc, self.path, self.manifest) or hash_files(
-            loc, self.path, self.manifest
-        )
+        return hash_files(self.store.location, self.path, self.manifest)
