@@ -468,7 +468,8 @@ class ObjectWriter:
         rel = f"tables/{name}.parquet"
         with self.store.fs.open(posixpath.join(self.tmp_path, rel), "wb") as raw:
             sink = HashingWriter(raw)
-            pq.write_table(table, sink, compression="zstd")
+            # Non-compliant nesting keeps list field names as given, so tables round-trip exactly.
+            pq.write_table(table, sink, compression="zstd", use_compliant_nested_type=False)
             sink.flush()
         self._digests[rel] = (sink.hexdigest, sink.size)
         self._tables[name] = {"rows": table.num_rows, "columns": table.column_names}

@@ -151,7 +151,10 @@ class SparseCOO:
         import torch
 
         return torch.sparse_coo_tensor(
-            torch.from_numpy(self.indices), to_torch(self.values, self.dtype), self.shape
+            torch.from_numpy(self.indices),
+            to_torch(self.values, self.dtype),
+            self.shape,
+            check_invariants=True,
         )
 
 
