@@ -104,7 +104,9 @@ def to_arrow_table(value: Any) -> pa.Table:
     if isinstance(value, Mapping):
         return pa.table(dict(value))
     if isinstance(value, list):
-        return pa.Table.from_pylist(value)
+        # from_pylist would take the columns from the first row only and drop the others.
+        names = list(dict.fromkeys(k for row in value for k in row))
+        return pa.table({k: [row.get(k) for row in value] for k in names})
     if type(value).__name__ == "DataFrame":
         return pa.Table.from_pandas(value, preserve_index=False)
     raise TypeError(f"cannot make a table from {type(value).__name__}")

@@ -216,7 +216,9 @@ def test_flipped_and_deleted_chunks_are_named_and_read_as_misses(
     assert store.get("rows", checked_key, verify=True) is None
     assert "is corrupted" in caplog.text
 
-    quarantined = sorted(p.name.split("-")[0] for p in (Path(store.root) / "quarantine" / "rows").iterdir())
+    quarantined = sorted(
+        p.name.split("-")[0] for p in (Path(store.root) / "quarantine" / "rows").iterdir()
+    )
     assert quarantined == sorted([flipped_key, deleted_key, checked_key])
     assert np.array_equal(store.get("rows", intact_key).tensor("edges"), data)
     assert verify(store).ok
