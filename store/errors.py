@@ -4,6 +4,9 @@
 `ObjectCorrupted`) is a cache miss, and the stage recomputes and republishes its output.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
@@ -14,7 +17,14 @@ class ObjectMissing(StoreError):
 
 
 class ObjectCorrupted(ObjectMissing):
-    """An object failed an integrity check; it has been moved aside to quarantine/."""
+    """An object failed an integrity check; it has been moved aside to quarantine/.
+
+    `problems` lists what was found (`store.objects.Problem`: where, file, message).
+    """
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class CatalogError(StoreError):

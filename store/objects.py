@@ -19,6 +19,11 @@ Reading. Opening an object checks it is complete: the manifest parses and names 
 every file it lists is present with its size. Each file is then hashed as it is read and compared
 with the manifest. Any failure moves the object to ``<root>/quarantine/`` and raises
 `ObjectCorrupted`, a subclass of `ObjectMissing`: the caller recomputes, as for any cache miss.
+
+Durability. Nothing is fsynced (it would double the cost of a 256 MB write): a killed process
+cannot leave a partial object, but a power failure might leave a published one with short or stale
+files. The size check on opening and the digest check on reading find those, and they are
+recomputed like any other miss.
 """
 
 from __future__ import annotations
@@ -287,12 +292,10 @@ class Store:
         )
         message = (
             f"object {rel} is corrupted ({what}); {where}; "
-            "it is treated as a cache miss and will be recomputed on the next run"
+            "it is treated as a cache miss and will be recomputed"
         )
         log.warning(message)
-        err = ObjectCorrupted(message)
-        err.problems = problems  # type: ignore[attr-defined]
-        return err
+        return ObjectCorrupted(message, problems)
 
 
 def _subdirs(fs: Any, path: str) -> list[str]:

@@ -41,7 +41,7 @@ RAW_DTYPES: dict[str, type[np.unsignedinteger[Any]]] = {
 DTYPE_ATTR = "circuitflow_dtype"
 KIND_ATTR = "circuitflow_kind"
 CHUNK_BYTES = 8 << 20
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 1  # on float data level 3 costs twice the CPU for the same ratio
 
 
 class IntegrityError(StoreError):
