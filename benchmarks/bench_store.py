@@ -150,6 +150,10 @@ def bench_compact(root: Path, files: int = 10_000) -> dict:
             {"stage": stages, "key": keys, "status": ["cached"] * 7, "seconds": rng.random(7)},
         )
     write_s = time.perf_counter() - start
+    summary = "SELECT stage, count(*), avg(seconds) FROM stage_events GROUP BY stage"
+    start = time.perf_counter()
+    store.query(summary)
+    query_before_s = time.perf_counter() - start
     before = store.query("SELECT count(*) AS n, sum(seconds) AS s FROM stage_events").to_pylist()
     start = time.perf_counter()
     done = compact(store, ["stage_events"])
@@ -158,7 +162,7 @@ def bench_compact(root: Path, files: int = 10_000) -> dict:
     assert before[0]["n"] == after[0]["n"] and abs(before[0]["s"] - after[0]["s"]) < 1e-6
     left = len(list((root / "compact" / "tables" / "stage_events").rglob("*.parquet")))
     start = time.perf_counter()
-    store.query("SELECT stage, count(*), avg(seconds) FROM stage_events GROUP BY stage")
+    store.query(summary)
     query_after_s = time.perf_counter() - start
     return {
         "files_in": files,
@@ -166,6 +170,7 @@ def bench_compact(root: Path, files: int = 10_000) -> dict:
         "compact_s": compact_s,
         "files_merged": sum(c.files_in for c in done),
         "files_after": left,
+        "query_before_compact_s": query_before_s,
         "query_after_compact_s": query_after_s,
     }
 

@@ -31,9 +31,16 @@ def main() -> None:
 
 def open_store(url: str | None) -> Store:
     try:
-        return Store(url)
+        store = Store(url)
+        found = store.fs.exists(store.root)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
+    if not found:
+        raise click.ClickException(
+            f"no store at {store.location.url} (runs create it; pick another with --store "
+            "or $CIRCUITFLOW_STORE)"
+        )
+    return store
 
 
 def human_bytes(n: float) -> str:

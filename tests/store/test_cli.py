@@ -66,6 +66,8 @@ def test_query_store_from_environment_and_errors(
     assert json.loads(out) == [{"n": 3}]
     code, out = invoke("query", "COPY nodes TO 'x.csv'")
     assert code == 1 and "read-only" in out
+    code, out = invoke("store", "ls", "--store", filled.root + "-typo")
+    assert code == 1 and "no store at" in out
 
 
 def test_store_commands(filled: Store) -> None:
