@@ -328,11 +328,12 @@ class Catalog:
         schema = schema_of(table)
         files = self.files(table).files
         if run_id is not None:
+            shard = posixpath.dirname(self.run_path(table, run_id))
             files = [
                 f
                 for f in files
-                if f.endswith(f"/{run_id}.parquet")
-                or posixpath.basename(f).startswith(COMPACT_PREFIX)
+                if posixpath.dirname(f) == shard
+                and (f.endswith(f"/{run_id}.parquet") or "/" + COMPACT_PREFIX in f)
             ]
         if not files:
             return schema.empty_table()

@@ -108,6 +108,7 @@ def test_compact_merges_small_files_and_keeps_every_row_once(store: Store) -> No
     assert merged + sum(not f.name.startswith("compact-") for f in after_files) == 40
     assert store.query(SUMMARY).to_pylist() == before
     assert compact(store) == []  # nothing left to merge
+    assert store.catalog.read("nodes", "run-007")["node_id"].to_pylist() == ["a", "b"]
     assert verify(store).ok
 
     with pytest.raises(CatalogError, match="immutable once compacted"):
