@@ -13,7 +13,9 @@ leaves only a temporary directory (removed by ``gc``). When two writers race for
 rename of the second fails because the target exists; it discards its copy and returns the
 winner's. On remote filesystems (object stores have no atomic directory rename) the data files
 are moved first and ``manifest.json`` is written last, as the commit; a directory without a
-manifest there is an object still being published and reads as a miss.
+manifest there is an object still being published and reads as a miss. Two remote writers racing
+for one key may interleave their files; the digests then disagree with the manifest, and the
+object is quarantined and recomputed on first read.
 
 Reading. Opening an object checks it is complete: the manifest parses and names this key, and
 every file it lists is present with its size. Each file is then hashed as it is read and compared
