@@ -80,7 +80,9 @@ def sweep(
     by_record = {id(c[4]): c for c in chains}
     start = time.perf_counter()
     with _progress(show_progress) as progress:
-        bar = progress.add_task("prompts", total=len(chains), cached=0, computed=0, failed=0, rate=0.0)
+        bar = progress.add_task(
+            "prompts", total=len(chains), cached=0, computed=0, failed=0, rate=0.0
+        )
         for record in as_completed([c[4] for c in chains]):
             item, setup, rid, stages, _ = by_record[id(record)]
             outcomes.append(_outcome(item, setup, rid, stages, record))
@@ -123,8 +125,10 @@ def _progress(show: bool) -> Progress:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("cached {task.fields[cached]}  computed {task.fields[computed]}  "
-                   "failed {task.fields[failed]}  {task.fields[rate]:.1f}/min"),
+        TextColumn(
+            "cached {task.fields[cached]}  computed {task.fields[computed]}  "
+            "failed {task.fields[failed]}  {task.fields[rate]:.1f}/min"
+        ),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=not show,

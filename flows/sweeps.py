@@ -94,7 +94,9 @@ def read_prompts(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def expand(path: str | Path, base: RunParams, transcoders: str | None) -> tuple[list[SweepItem], str | None]:
+def expand(
+    path: str | Path, base: RunParams, transcoders: str | None
+) -> tuple[list[SweepItem], str | None]:
     """The runs a sweep file asks for (with `base` settings where the file says nothing), and
     the model it names (None: the command line's)."""
     path = Path(path)

@@ -395,6 +395,7 @@ class ObjectWriter:
         self._zstore: HashingStore | None = None
         self._tensors: dict[str, dict[str, Any]] = {}
         self._tables: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, dict[str, Any]] = {}
         self.published: StoredObject | None = None
         self.won: bool | None = None  # True if this writer's copy became the object
 
@@ -418,7 +419,7 @@ class ObjectWriter:
 
     def _claim(self, name: str) -> str:
         check_name("tensor or table name", name)
-        if name in self._tensors or name in self._tables:
+        if name in self._tensors or name in self._tables or name in self._files:
             raise ValueError(f"{name!r} was already written to this object")
         return name
 
@@ -481,12 +482,24 @@ class ObjectWriter:
         self._digests[rel] = (sink.hexdigest, sink.size)
         self._tables[name] = {"rows": table.num_rows, "columns": table.column_names}
 
+    def put_file(self, name: str, data: bytes) -> None:
+        """Store a named blob of bytes as `files/<name>` (an exported JSON graph, say)."""
+        self._claim(name)
+        rel = f"files/{name}"
+        with self.store.fs.open(posixpath.join(self.tmp_path, rel), "wb") as raw:
+            sink = HashingWriter(raw)
+            sink.write(data)
+            sink.flush()
+        self._digests[rel] = (sink.hexdigest, sink.size)
+        self._files[name] = {"size": len(data)}
+
     def manifest(self) -> dict[str, Any]:
         return {
             **self.header,
             "created_at": utc_now().isoformat(),
             "tensors": self._tensors,
             "tables": self._tables,
+            "blobs": self._files,
             "files": {
                 rel: {"sha256": digest, "size": size}
                 for rel, (digest, size) in sorted(self._digests.items())
@@ -645,6 +658,27 @@ class StoredObject:
             if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
                 raise IntegrityError(rel, "contents do not match the manifest digest")
             return pq.read_table(pa.BufferReader(data))
+
+    @property
+    def blobs(self) -> list[str]:
+        return list(self.manifest.get("blobs", {}))
+
+    def blob_path(self, name: str) -> str:
+        """Where the named blob lies: a local path, or a URL for remote stores."""
+        path = posixpath.join(self.path, "files", name)
+        return path if self.store.location.local else self.store.location.url_of(path)
+
+    def blob(self, name: str) -> bytes:
+        """The named blob's bytes, checked against the manifest digest."""
+        rel = f"files/{name}"
+        with self._reading("blob", name, self.manifest.get("blobs", {})):
+            try:
+                data = self.store.fs.cat_file(posixpath.join(self.path, rel))
+            except FileNotFoundError:
+                raise IntegrityError(rel, "file is missing") from None
+            if hashlib.sha256(data).hexdigest() != self.files.get(rel, {}).get("sha256"):
+                raise IntegrityError(rel, "contents do not match the manifest digest")
+            return data
 
     def verify(self) -> list[Problem]:
         """Re-hash every file; an empty list means the object is intact."""

@@ -96,7 +96,13 @@ def record_run_task(
     catalog = open_store(setup.store).catalog
     by_stage = {o.stage: o for o in outputs}
     events = [
-        {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds, "created_at": _now()}
+        {
+            "stage": o.stage,
+            "key": o.key,
+            "status": o.status,
+            "seconds": o.seconds,
+            "created_at": _now(),
+        }
         for o in outputs
     ]
     if run_is_recorded(setup, rid):
@@ -185,7 +191,13 @@ def catalog_rows(
         "error": None,
         "seconds": seconds + (time.perf_counter() - start),
     }
-    return {"runs": [run], "nodes": nodes, "edges": edges, "logits": logits, "influence_traces": traces}
+    return {
+        "runs": [run],
+        "nodes": nodes,
+        "edges": edges,
+        "logits": logits,
+        "influence_traces": traces,
+    }
 
 
 def _node_place(graph, index: int, kind: str) -> dict:

@@ -146,11 +146,17 @@ def tokenize_task(setup: Setup, prompt: str):
         tokens = tokenize(rm, prompt)
         return Artifact(
             tensors={"tokens": tokens},
-            attrs={"prompt_hash": prompt_digest(tokens), "token_strings": token_strings(rm, tokens)},
+            attrs={
+                "prompt_hash": prompt_digest(tokens),
+                "token_strings": token_strings(rm, tokens),
+            },
         )
 
     return run_stage(
-        open_store(setup.store), "tokenize", params={"prompt": prompt}, inputs={"model": model_id},
+        open_store(setup.store),
+        "tokenize",
+        params={"prompt": prompt},
+        inputs={"model": model_id},
         compute=compute,
     )
 
@@ -172,7 +178,9 @@ def precompute_task(setup: Setup, tokens: StageOutput):
             record = precompute(model.replacement, tok.torch("tokens"))
         return record_artifact(record, token_strings=tok.attrs["token_strings"])
 
-    return run_stage(open_store(setup.store), "precompute", params={}, inputs=inputs, compute=compute)
+    return run_stage(
+        open_store(setup.store), "precompute", params={}, inputs=inputs, compute=compute
+    )
 
 
 @task(name="targets", cache_policy=NO_CACHE)
@@ -203,7 +211,10 @@ def targets_task(
         return record_artifact(chosen)
 
     return run_stage(
-        open_store(setup.store), "targets", params=params, inputs={"precompute": pre.key},
+        open_store(setup.store),
+        "targets",
+        params=params,
+        inputs={"precompute": pre.key},
         compute=compute,
     )
 
@@ -255,7 +266,9 @@ def influence_task(setup: Setup, pre: StageOutput, targets: StageOutput, rows: S
             attrs={"replacement_score": replacement, "completeness_score": completeness},
         )
 
-    return run_stage(open_store(setup.store), "influence", params={}, inputs={"rows": rows.key}, compute=compute)
+    return run_stage(
+        open_store(setup.store), "influence", params={}, inputs={"rows": rows.key}, compute=compute
+    )
 
 
 @task(name="prune", cache_policy=NO_CACHE)
@@ -291,7 +304,10 @@ def prune_task(
         )
 
     return run_stage(
-        open_store(setup.store), "prune", params=params, inputs={"influence": influence.key},
+        open_store(setup.store),
+        "prune",
+        params=params,
+        inputs={"influence": influence.key},
         compute=compute,
     )
 

@@ -263,3 +263,16 @@ def test_invalid_names_are_refused(store: Store) -> None:
         w.put_tensor("a", np.zeros(1))
         with pytest.raises(ValueError, match="already written"):
             w.put_table("a", {"x": [1]})
+
+
+def test_blobs_round_trip_and_a_changed_blob_is_a_miss(store: Store) -> None:
+    with store.writer("export", "ab" * 32, version=1) as writer:
+        writer.put_file("graph.json", b'{"nodes": []}')
+    obj = store.open("export", "ab" * 32)
+    assert obj.blobs == ["graph.json"] and obj.blob("graph.json") == b'{"nodes": []}'
+    path = Path(obj.blob_path("graph.json"))
+    assert path.read_bytes() == b'{"nodes": []}'
+    path.write_bytes(b'{"nodes": [1]}')
+    with pytest.raises(ObjectCorrupted, match="graph.json"):
+        store.open("export", "ab" * 32, verify=True)
+    assert store.get("export", "ab" * 32) is None  # quarantined: a miss from now on
