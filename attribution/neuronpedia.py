@@ -75,7 +75,9 @@ def graph_json(
             "prompt_tokens": list(graph.token_strings),
             "prompt": prompt,
             "node_threshold": node_threshold,
-            "generation_settings": generation_settings or {},
+            "generation_settings": {
+                k: v for k, v in (generation_settings or {}).items() if v is not None
+            },
             "pruning_settings": {
                 "node_threshold": node_threshold,
                 "edge_threshold": edge_threshold,

@@ -44,7 +44,7 @@ def stage_chain(setup: Setup, request: RunRequest, slug: str, call=None) -> list
     """Every stage of one run, in order. `call(task, *args, **kwargs)` runs a task: directly in
     this flow by default, or `lambda t, *a, **k: t.submit(*a, **k)` to hand them to a task
     runner (the outputs are then futures, and dependencies follow from the arguments)."""
-    call = call or (lambda t, *args, **kwargs: t(*args, **kwargs))
+    call = call or _call_here
     p = request.params
     tok = call(tokenize_task, setup, request.prompt)
     pre = call(precompute_task, setup, tok)
@@ -78,6 +78,12 @@ def stage_chain(setup: Setup, request: RunRequest, slug: str, call=None) -> list
     )
     exported = call(export_task, setup, pre, tgt, rows, pruned, prompt=request.prompt, slug=slug)
     return [tok, pre, tgt, rows, inf, pruned, exported]
+
+
+def _call_here(task, *args, **kwargs):
+    """Run a task in this flow and return its output (a cached stage ends in a `Cached` state
+    that carries the output, so ask for the state and read its result)."""
+    return task(*args, return_state=True, **kwargs).result()
 
 
 @flow(name="attribute-prompt", log_prints=False)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_runs import COMMANDS
 from store import QuerySession, Store, StoreError, maintenance
 from store.query import head, write_csv, write_json
 
@@ -208,6 +209,10 @@ def compact_cmd(tables: tuple[str, ...], store_url: str | None) -> None:
     for c in done:
         console.print(f"{c.table} shard {c.shard}: {c.files_in} files, {c.rows} rows -> {c.output}")
     console.print(f"compacted {sum(c.files_in for c in done)} files into {len(done)}")
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ def quiet_flows() -> Iterator[None]:
     """No heartbeat thread, and no tracebacks from the temporary server's shutdown."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    # The temporary server logs spurious "Error flushing events" tracebacks while it stops.
+    # The temporary server logs spurious "Error flushing events" tracebacks while it stops, and
+    # failed runs are reported by the commands themselves, without Prefect's tracebacks.
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING") != "INFO":
+        for name in ("prefect.task_runs", "prefect.flow_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

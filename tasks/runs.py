@@ -10,6 +10,7 @@ says so, with the error, and the rest of a sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,10 +107,8 @@ def record_run_task(
         for o in outputs
     ]
     if run_is_recorded(setup, rid):
-        try:
+        with contextlib.suppress(CatalogError):  # a compacted run is immutable
             catalog.write("stage_events", rid, events, replace=True)
-        except CatalogError:
-            pass  # a compacted run is immutable; its first events stay
         return rid
     if seconds is None:  # run by a task runner: the run's time is its stages' time
         seconds = sum(o.seconds for o in outputs)
