@@ -26,11 +26,19 @@ def configure(verbose: bool = False) -> None:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TQDM_DISABLE": "1",
+        "DASK_LOGGING__DISTRIBUTED": "error",  # Dask's cluster start/stop chatter
+        "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
     }
+    # Failed runs are reported by the commands themselves, without Prefect's tracebacks; these
+    # variables reach Dask worker processes too.
+    for logger in ("FLOW_RUNS", "TASK_RUNS"):
+        defaults[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "CRITICAL"
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        for logger in ("FLOW_RUNS", "TASK_RUNS"):
+            os.environ[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "INFO"
 
 
 @contextlib.contextmanager
@@ -38,11 +46,7 @@ def quiet_flows() -> Iterator[None]:
     """No heartbeat thread, and no tracebacks from the temporary server's shutdown."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    # The temporary server logs spurious "Error flushing events" tracebacks while it stops, and
-    # failed runs are reported by the commands themselves, without Prefect's tracebacks.
+    # The temporary server logs spurious "Error flushing events" tracebacks while it stops.
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
-    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING") != "INFO":
-        for name in ("prefect.task_runs", "prefect.flow_runs"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
