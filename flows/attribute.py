@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from prefect import flow
 
 from attribution import PromptError
+from store import ObjectMissing
 from tasks.runs import RunRequest, record_failure_task, record_run_task, run_id
 from tasks.runtime import Setup
 from tasks.stages import (
@@ -86,13 +87,26 @@ def _call_here(task, *args, **kwargs):
     return task(*args, return_state=True, **kwargs).result()
 
 
+def chain_with_repair(setup: Setup, request: RunRequest, rid: str) -> list[StageOutput]:
+    """The stage chain, run again once if a stored input turned out damaged.
+
+    A cache check looks at sizes, not contents; contents are verified as they are read. A stage
+    that reads a damaged input gets `ObjectMissing` (the store has quarantined the object), and
+    the second pass recomputes it like any miss.
+    """
+    try:
+        return stage_chain(setup, request, slug=rid)
+    except ObjectMissing:
+        return stage_chain(setup, request, slug=rid)
+
+
 @flow(name="attribute-prompt", log_prints=False)
 def attribute_prompt(setup: Setup, request: RunRequest) -> RunSummary:
     """Attribute one prompt and record it in the catalog."""
     start = time.perf_counter()
     rid = run_id(setup, request)
     try:
-        stages = stage_chain(setup, request, slug=rid)
+        stages = chain_with_repair(setup, request, rid)
     except (PromptError, ValueError) as error:
         record_failure_task(setup, request, str(error))
         return RunSummary(run_id=rid, status="failed", stages=[], error=str(error))

@@ -17,7 +17,7 @@ from prefect.futures import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.attribute import stage_chain
+from flows.attribute import chain_with_repair, stage_chain
 from flows.sweeps import expand
 from tasks.runs import RunParams, record_failure_task, record_run_task, run_id
 from tasks.runtime import Setup
@@ -104,8 +104,13 @@ def _outcome(item, setup, rid, stages, record) -> SweepOutcome:
         return SweepOutcome(rid, prompt, "ok", all(o.status == "cached" for o in outputs))
     except Exception:
         error = _first_error(stages + [record])
-        record_failure_task(setup, item.request, error)
-        return SweepOutcome(rid, prompt, "failed", False, error)
+    if error.startswith(("ObjectMissing", "ObjectCorrupted")):
+        # A damaged stored input, now quarantined: run this prompt again here, recomputing it.
+        outputs = chain_with_repair(setup, item.request, rid)
+        record_run_task(setup, item.request, outputs)
+        return SweepOutcome(rid, prompt, "ok", False)
+    record_failure_task(setup, item.request, error)
+    return SweepOutcome(rid, prompt, "failed", False, error)
 
 
 def _first_error(futures) -> str:
