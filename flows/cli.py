@@ -1,11 +1,218 @@
-"""The circuitflow command line."""
+"""The circuitflow command line. Thin: parsing and printing here, the work in the packages."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from datetime import datetime
+from typing import Any
 
 import click
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from flows.cli_runs import COMMANDS
+from store import QuerySession, Store, StoreError, maintenance
+from store.query import head, write_csv, write_json
+
+STORE_HELP = (
+    "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
+)
+store_option = click.option("--store", "store_url", metavar="URL", default=None, help=STORE_HELP)
+# Piped output would otherwise be squeezed to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 @click.group()
 def main() -> None:
     """circuitflow: attribution graphs as a cached workflow."""
+
+
+def open_store(url: str | None) -> Store:
+    try:
+        store = Store(url)
+        found = store.fs.exists(store.root)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
+    if not found:
+        raise click.ClickException(
+            f"no store at {store.location.url} (runs create it; pick another with --store "
+            "or $CIRCUITFLOW_STORE)"
+        )
+    return store
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90', '30s', '15m', '2h' or '7d'."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 2h or 7d")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def print_table(table: pa.Table, title: str | None = None) -> None:
+    out = Table(title=title, header_style="bold", show_lines=False)
+    for field in table.schema:
+        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        out.add_column(field.name, justify="right" if numeric else "left", overflow="fold")
+    for row in table.to_pylist():
+        out.add_row(*(cell(v) for v in row.values()))
+    console.print(out)
+
+
+@main.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--limit", type=int, default=None, help="At most this many rows [table: 50].")
+@store_option
+def query(sql: str, fmt: str, limit: int | None, store_url: str | None) -> None:
+    """Run a read-only SQL query over the catalog tables.
+
+    Tables: runs, nodes, edges, logits, influence_traces, stage_events.
+    """
+    store = open_store(store_url)
+    try:
+        with QuerySession(store) as session:
+            reader = session.batches(sql)
+            if fmt == "csv":
+                write_csv(reader, sys.stdout.buffer, limit)
+            elif fmt == "json":
+                write_json(reader, sys.stdout, limit)
+            else:
+                rows, total = head(reader, 50 if limit is None else limit)
+                print_table(rows)
+                if total > rows.num_rows:
+                    console.print(
+                        f"... {total - rows.num_rows} more rows ({total} in all); "
+                        "raise --limit, or use --format csv/json for everything"
+                    )
+                else:
+                    console.print(f"{total} row{'s' if total != 1 else ''}")
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group("store")
+def store_cmd() -> None:
+    """Inspect and maintain the store (ls, du, verify, gc, compact)."""
+
+
+@store_cmd.command("ls")
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest runs to show.")
+@store_option
+def ls_cmd(limit: int, store_url: str | None) -> None:
+    """List runs, newest first."""
+    store = open_store(store_url)
+    runs = maintenance.ls(store, limit=limit)
+    print_table(runs, title=f"runs in {store.location.url}")
+
+
+@store_cmd.command("du")
+@store_option
+def du_cmd(store_url: str | None) -> None:
+    """Sizes by stage, table, quarantine and tmp."""
+    store = open_store(store_url)
+    rows = maintenance.du(store)
+    out = Table(title=f"usage of {store.location.url}", header_style="bold")
+    for name, justify in (
+        ("area", "left"),
+        ("name", "left"),
+        ("count", "right"),
+        ("size", "right"),
+    ):
+        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        out.add_row(r.area, r.name, str(r.count), human_bytes(r.bytes))
+    out.add_row("total", "", "", human_bytes(sum(r.bytes for r in rows)), style="bold")
+    console.print(out)
+
+
+@store_cmd.command("verify")
+@click.option("--quarantine", is_flag=True, help="Move damaged objects to quarantine/.")
+@store_option
+def verify_cmd(quarantine: bool, store_url: str | None) -> None:
+    """Re-hash every object file against its manifest; check every table file."""
+    store = open_store(store_url)
+    report = maintenance.verify(store, quarantine=quarantine)
+    for problem in report.problems:
+        console.print(f"[red]BAD[/red] {problem}", highlight=False)
+    for dest in report.quarantined:
+        console.print(f"moved to {dest}", highlight=False)
+    console.print(
+        f"checked {report.objects} objects ({report.files} files) and "
+        f"{report.table_files} table files: "
+        + ("all intact" if report.ok else f"{len(report.problems)} problem(s)")
+    )
+    if not report.ok:
+        if not quarantine:
+            console.print("damaged objects are recomputed when read; --quarantine moves them now")
+        sys.exit(1)
+
+
+@store_cmd.command("gc")
+@click.option("--apply", is_flag=True, help="Delete; without it, only show what would go.")
+@click.option(
+    "--older-than",
+    default="24h",
+    show_default=True,
+    help="Grace period: spare anything younger (runs in progress).",
+)
+@store_option
+def gc_cmd(apply: bool, older_than: str, store_url: str | None) -> None:
+    """Remove objects no run references, unfinished writes and quarantined objects."""
+    store = open_store(store_url)
+    report = maintenance.gc(store, apply=apply, older_than=parse_duration(older_than))
+    for item in report.items:
+        console.print(f"{item.kind:10} {human_bytes(item.bytes):>10}  {item.path}  ({item.reason})")
+    verb = "removed" if apply else "would remove"
+    console.print(f"{verb} {len(report.items)} entries, {human_bytes(report.bytes)}")
+    if report.items and not apply:
+        console.print("dry run: pass --apply to delete")
+
+
+@store_cmd.command("compact")
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
+@store_option
+def compact_cmd(tables: tuple[str, ...], store_url: str | None) -> None:
+    """Merge many small catalog Parquet files into few."""
+    store = open_store(store_url)
+    try:
+        done = maintenance.compact(store, tables or None)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    for c in done:
+        console.print(f"{c.table} shard {c.shard}: {c.files_in} files, {c.rows} rows -> {c.output}")
+    console.print(f"compacted {sum(c.files_in for c in done)} files into {len(done)}")
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""`attribute`: a prompt's attribution graph, computed stage by stage.
+
+    tokens  = tokenize(model, prompt)                 prompt -> (n_pos,) ids, start token first
+    pre     = precompute(model, tokens)               features, errors, embeddings, logits
+    targets = choose_targets(model, pre, ...)         which logits to explain
+    rows    = compute_rows(model, pre, targets, ...)  backward passes: the edges
+    graph   = assemble(pre, targets, rows)            the square adjacency
+
+Each stage's output is a plain record that can be saved and reloaded (the workflow caches them
+separately): resuming from a reloaded `Precompute` gives the same adjacency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from attribution.graph import AttributionGraph, assemble
+from attribution.precompute import Precompute, precompute
+from attribution.replacement import ReplacementModel
+from attribution.rows import check_budget, compute_rows
+from attribution.targets import Targets, check_target_settings, explicit_targets, salient_targets
+from attribution.tokens import to_token_ids
+
+
+def tokenize(model: ReplacementModel, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """The prompt's token ids (n_pos,), start token first, checked against the model."""
+    cfg = model.cfg
+    return to_token_ids(prompt, model.tokenizer, n_ctx=cfg.n_ctx, d_vocab=cfg.d_vocab)
+
+
+def choose_targets(
+    model: ReplacementModel,
+    pre: Precompute,
+    targets: Sequence[str | int] | torch.Tensor | None = None,
+    *,
+    max_n_logits: int = 10,
+    desired_logit_prob: float = 0.95,
+) -> Targets:
+    """Salient targets when `targets` is None, else the given tokens (strings or ids)."""
+    logits = pre.last_logits.to(model.device)
+    if targets is None:
+        return salient_targets(
+            logits,
+            model.W_U,
+            model.tokenizer,
+            max_n_logits=max_n_logits,
+            desired_logit_prob=desired_logit_prob,
+        )
+    return explicit_targets(targets, logits, model.W_U, model.tokenizer)
+
+
+def token_strings(model: ReplacementModel, tokens: torch.Tensor) -> list[str]:
+    return [model.tokenizer.decode([int(t)]) for t in tokens.tolist()]
+
+
+def attribute(
+    prompt: str | Sequence[int] | torch.Tensor,
+    model: ReplacementModel,
+    *,
+    targets: Sequence[str | int] | torch.Tensor | None = None,
+    max_n_logits: int = 10,
+    desired_logit_prob: float = 0.95,
+    max_feature_nodes: int | None = None,
+    batch_size: int = 64,
+    update_interval: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> AttributionGraph:
+    """Compute the attribution graph of `prompt`'s next-token prediction.
+
+    prompt: text, token ids or a 1-D tensor; a start token is prepended unless the first token
+        is a special token.
+    targets: tokens (strings that are one token, or ids) to explain; None picks the most
+        probable tokens until `desired_logit_prob` of probability, at most `max_n_logits`.
+    max_feature_nodes: a budget of feature nodes, filled in order of estimated influence;
+        None keeps every active feature.
+    batch_size: targets per backward pass; update_interval: batches between re-rankings.
+    """
+    check_target_settings(max_n_logits, desired_logit_prob)
+    check_budget(max_feature_nodes, batch_size, update_interval)
+    tokens = tokenize(model, prompt)
+    pre = precompute(model, tokens)
+    chosen = choose_targets(
+        model, pre, targets, max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob
+    )
+    rows = compute_rows(
+        model,
+        pre,
+        chosen,
+        max_feature_nodes=max_feature_nodes,
+        batch_size=batch_size,
+        update_interval=update_interval,
+        progress=progress,
+    )
+    return assemble(pre, chosen, rows, token_strings(model, tokens))

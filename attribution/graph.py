@@ -1,0 +1,134 @@
+"""Stage 4, assemble: the attribution graph as one square adjacency matrix.
+
+Node order (rows are targets, columns are sources):
+
+    [ selected features (layer, position, feature order) | errors, layer-major | tokens | logits ]
+      0 .. n_sel - 1                                       n_sel + layer * n_pos + pos
+
+Feature rows and logit rows hold the computed edges; error and token rows are zero (nothing is
+attributed *into* them), and so are the logit columns (logits feed nothing). Edges from features
+left out by a feature budget are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from attribution.precompute import Precompute
+from attribution.records import Record
+from attribution.rows import Rows
+from attribution.targets import Targets
+
+
+@dataclass
+class AttributionGraph(Record):
+    """A prompt's attribution graph and what is needed to read it.
+
+    tokens:              (n_pos,) int64 prompt tokens, start token first
+    active_features:     (n_active, 3) int64 (layer, position, feature), lexicographic
+    activation_values:   (n_active,) activations
+    selected_features:   (n_sel,) int64 indices into active_features that are nodes
+    adjacency:           (N, N) float32, N = n_sel + (n_layers + 1) * n_pos + n_logits
+    logit_token_ids:     (k,) int64
+    logit_probabilities: (k,) float32
+    n_layers:            layers of the model (the graph's error nodes are n_layers x n_pos)
+    logit_tokens:        the decoded target tokens
+    token_strings:       the decoded prompt tokens
+    """
+
+    tokens: torch.Tensor
+    active_features: torch.Tensor
+    activation_values: torch.Tensor
+    selected_features: torch.Tensor
+    adjacency: torch.Tensor
+    logit_token_ids: torch.Tensor
+    logit_probabilities: torch.Tensor
+    n_layers: int
+    logit_tokens: list[str] = field(default_factory=list)
+    token_strings: list[str] = field(default_factory=list)
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.selected_features.shape[0])
+
+    @property
+    def n_logits(self) -> int:
+        return int(self.logit_token_ids.shape[0])
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.adjacency.shape[0])
+
+    @property
+    def error_start(self) -> int:
+        return self.n_features
+
+    @property
+    def token_start(self) -> int:
+        return self.n_features + self.n_layers * self.n_pos
+
+    @property
+    def logit_start(self) -> int:
+        return self.token_start + self.n_pos
+
+    def node_ids(self) -> list[str]:
+        """Stable string ids, in node order: features '{layer}_{feature}_{pos}', errors
+        'err_{layer}_{pos}', tokens 'E_{token id}_{pos}', logits 'L_{token id}_{pos}'."""
+        ids = [
+            f"{layer}_{feature}_{pos}"
+            for layer, pos, feature in self.active_features[self.selected_features].tolist()
+        ]
+        ids += [f"err_{layer}_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
+        ids += [f"E_{token}_{pos}" for pos, token in enumerate(self.tokens.tolist())]
+        last = self.n_pos - 1
+        ids += [f"L_{token}_{last}" for token in self.logit_token_ids.tolist()]
+        return ids
+
+    def node_kinds(self) -> list[str]:
+        """'feature', 'error', 'token' or 'logit' for each node, in node order."""
+        return (
+            ["feature"] * self.n_features
+            + ["error"] * (self.n_layers * self.n_pos)
+            + ["token"] * self.n_pos
+            + ["logit"] * self.n_logits
+        )
+
+
+def assemble(
+    pre: Precompute, targets: Targets, rows: Rows, token_strings: list[str] | None = None
+) -> AttributionGraph:
+    """Place the computed rows into the square adjacency of the selected nodes."""
+    n_active, n_sel, n_logits = pre.n_active, len(rows.selected_features), len(targets)
+    n_other = (pre.n_layers + 1) * pre.n_pos
+    n_nodes = n_sel + n_other + n_logits
+    # Keep the columns of selected features and of every error and token node.
+    columns = torch.cat([rows.selected_features, torch.arange(n_active, n_active + n_other)])
+    rank = torch.full((n_active,), -1, dtype=torch.long)
+    rank[rows.selected_features] = torch.arange(n_sel)
+
+    adjacency = torch.zeros(n_nodes, n_nodes, dtype=torch.float32)
+    is_logit = rows.row_nodes >= n_active + n_other
+    target_index = torch.where(
+        is_logit,
+        n_sel + n_other + (rows.row_nodes - n_active - n_other),
+        rank[rows.row_nodes.clamp(max=n_active - 1)] if n_active else rows.row_nodes,
+    )
+    adjacency[target_index, : n_sel + n_other] = rows.rows[:, columns]
+    return AttributionGraph(
+        tokens=pre.tokens,
+        active_features=pre.active_features,
+        activation_values=pre.activation_values.float().cpu(),
+        selected_features=rows.selected_features,
+        adjacency=adjacency,
+        logit_token_ids=targets.token_ids,
+        logit_probabilities=targets.probabilities.float(),
+        n_layers=pre.n_layers,
+        logit_tokens=list(targets.token_strings),
+        token_strings=list(token_strings or []),
+    )

@@ -1,0 +1,429 @@
+"""The circuitflow commands that run flows: attribute, sweep, reprune, export, schedule.
+
+Parsing and printing only; the flows do the work. Prefect is configured (quiet, project-local
+home) before it is first imported, inside each command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import configure
+
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True)
+
+STORE_HELP = (
+    "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
+)
+
+
+def threshold(ctx, param, value):
+    if value is not None and not 0 < value <= 1:
+        raise click.BadParameter(f"must be in (0, 1], got {value}")
+    return value
+
+
+def positive(ctx, param, value):
+    if value is not None and value < 1:
+        raise click.BadParameter(f"must be a positive integer, got {value}")
+    return value
+
+
+def run_options(command):
+    """The options every run command shares."""
+    options = [
+        click.option(
+            "--model",
+            default=None,
+            metavar="NAME|DIR",
+            help="Model directory or TransformerLens name [default: the built-in capitals-4l].",
+        ),
+        click.option(
+            "--transcoders",
+            default=None,
+            metavar="plt|clt|DIR",
+            help="Transcoder preset of the model directory, a directory, or a hub id [default: plt].",
+        ),
+        click.option(
+            "--node-threshold",
+            type=float,
+            default=0.8,
+            show_default=True,
+            callback=threshold,
+            help="Keep nodes carrying this share of influence.",
+        ),
+        click.option(
+            "--edge-threshold",
+            type=float,
+            default=0.98,
+            show_default=True,
+            callback=threshold,
+            help="Keep edges carrying this share of edge score.",
+        ),
+        click.option(
+            "--max-feature-nodes",
+            type=int,
+            default=None,
+            callback=positive,
+            help="Feature budget, filled by estimated influence [default: all active].",
+        ),
+        click.option(
+            "--max-n-logits",
+            type=int,
+            default=10,
+            show_default=True,
+            callback=positive,
+            help="At most this many salient logit targets.",
+        ),
+        click.option(
+            "--desired-logit-prob",
+            type=float,
+            default=0.95,
+            show_default=True,
+            callback=threshold,
+            help="Salient targets until this cumulative probability.",
+        ),
+        click.option(
+            "--target",
+            "targets",
+            multiple=True,
+            metavar="TOKEN",
+            help="Explain this token's logit instead (repeatable).",
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=64,
+            show_default=True,
+            callback=positive,
+            help="Targets per backward pass.",
+        ),
+        click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP),
+        click.option("--verbose", is_flag=True, help="Show Prefect's logs."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_params(kwargs: dict):
+    from tasks.runs import RunParams
+
+    return RunParams(
+        node_threshold=kwargs["node_threshold"],
+        edge_threshold=kwargs["edge_threshold"],
+        max_feature_nodes=kwargs["max_feature_nodes"],
+        max_n_logits=kwargs["max_n_logits"],
+        desired_logit_prob=kwargs["desired_logit_prob"],
+        targets=tuple(kwargs["targets"]),
+        batch_size=kwargs["batch_size"],
+    )
+
+
+def resolve_setup(model, transcoders, store_url):
+    from tasks.runtime import Setup
+
+    try:
+        return Setup.resolve(model, transcoders, store_url)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+# --------------------------------------------------------------------------------- attribute
+
+
+@click.command()
+@click.argument("prompt")
+@run_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def attribute(prompt: str, as_json: bool, **kwargs) -> None:
+    """Compute PROMPT's attribution graph, prune it, and record it in the catalog.
+
+    Every stage is cached in the store: the same command again costs nothing, and a new
+    threshold recomputes only pruning and export.
+
+    \b
+    Example:
+      circuitflow attribute "The capital of the state containing Dallas is"
+      circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
+    """
+    configure(kwargs["verbose"])
+    from flows.attribute import attribute_prompt
+    from flows.report import run_report
+    from flows.settings import quiet_flows
+    from tasks.runs import RunRequest
+
+    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    request = RunRequest(prompt, run_params(kwargs))
+    with quiet_flows():
+        summary = attribute_prompt(setup, request)
+    if summary.status != "ok":
+        if as_json:
+            click.echo(
+                json.dumps({"run_id": summary.run_id, "status": "failed", "error": summary.error})
+            )
+        else:
+            errors.print(f"[red]error:[/red] {summary.error}", highlight=False)
+        sys.exit(1)
+    report = run_report(setup, summary)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+def print_report(report: dict) -> None:
+    console.print(f"[bold]{report['prompt']}[/bold]  (run {report['run_id']})", highlight=False)
+    console.print(f"model {report['model']}, transcoders {report['transcoders']}", highlight=False)
+    logits = Table(title="top logits", header_style="bold")
+    logits.add_column("token")
+    logits.add_column("prob", justify="right")
+    for row in report["top_logits"]:
+        logits.add_row(repr(row["token"]), f"{row['prob']:.3f}")
+    console.print(logits)
+    console.print(
+        f"{report['n_active_features']} active features, {report['n_selected_features']} feature "
+        f"nodes -> kept {report['n_nodes_kept']} nodes and {report['n_edges_kept']} edges "
+        f"(node threshold {report['node_threshold']}, edge threshold {report['edge_threshold']})",
+        highlight=False,
+    )
+    console.print(
+        f"replacement score {report['replacement_score']:.3f}, "
+        f"completeness score {report['completeness_score']:.3f}",
+        highlight=False,
+    )
+    features = Table(title="most influential features", header_style="bold")
+    for name in ("layer", "pos", "token", "feature", "activation", "influence"):
+        features.add_column(name, justify="left" if name == "token" else "right")
+    for f in report["top_features"]:
+        features.add_row(
+            str(f["layer"]),
+            str(f["pos"]),
+            repr(f["token"]),
+            str(f["feature"]),
+            f"{f['activation']:.3f}",
+            f"{f['influence']:.4f}",
+        )
+    console.print(features)
+    stages = Table(title="stages", header_style="bold")
+    for name in ("stage", "status", "seconds"):
+        stages.add_column(name, justify="right" if name == "seconds" else "left")
+    for s in report["stages"]:
+        stages.add_row(s["stage"], s["status"], f"{s['seconds']:.3f}")
+    console.print(stages)
+    console.print(f"graph JSON (Neuronpedia format): {report['graph_json']}", highlight=False)
+    console.print(
+        f'query it: circuitflow query "SELECT layer, pos, token, feature, influence FROM nodes '
+        f"WHERE run_id = '{report['run_id']}' AND kept ORDER BY influence DESC LIMIT 10\"",
+        highlight=False,
+    )
+
+
+# ------------------------------------------------------------------------------------- sweep
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@run_options
+@click.option(
+    "--workers",
+    type=int,
+    default=2,
+    show_default=True,
+    callback=positive,
+    help="Local Dask worker processes.",
+)
+@click.option(
+    "--dask-address", default=None, metavar="ADDR", help="Use an existing Dask cluster instead."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome of every run as JSON.")
+def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kwargs) -> None:
+    """Attribute every prompt of FILE with every combination of its grid, on Dask.
+
+    FILE is a text file (one prompt a line), JSONL or CSV with a `prompt` column, or a sweep
+    YAML (see configs/sweeps/). Interrupted, the same command resumes: stored stages are not
+    recomputed. A failing prompt is recorded with its error and the sweep goes on.
+
+    \b
+    Example:
+      circuitflow sweep configs/sweeps/capitals.yaml --workers 2
+    """
+    configure(kwargs["verbose"])
+    from flows.settings import quiet_flows
+    from flows.sweep import dask_runner
+    from flows.sweep import sweep as sweep_flow
+    from flows.sweeps import SweepFileError
+
+    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}
+    runner = dask_runner(workers, dask_address)
+    try:
+        with quiet_flows():
+            outcomes = sweep_flow.with_options(task_runner=runner)(
+                file=str(Path(file).resolve()),
+                model=kwargs["model"] and setup.model,
+                transcoders=kwargs["transcoders"],
+                store=setup.store,
+                params=params,
+                show_progress=not as_json,
+            )
+    except SweepFileError as error:
+        raise click.UsageError(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(outcomes, indent=2))
+        return
+    ok = [o for o in outcomes if o["status"] == "ok"]
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    console.print(
+        f"{len(outcomes)} runs: {len(ok)} ok ({sum(o['cached'] for o in ok)} entirely cached), "
+        f"{len(failed)} failed; store {setup.store}",
+        highlight=False,
+    )
+    for o in failed:
+        console.print(f"[red]failed[/red] {o['prompt']!r}: {o['error']}", highlight=False)
+
+
+# ------------------------------------------------------------------------------------ reprune
+
+
+@click.command()
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--node-threshold", type=float, required=True, callback=threshold)
+@click.option("--edge-threshold", type=float, default=0.98, show_default=True, callback=threshold)
+@click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the new runs as JSON.")
+def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None:
+    """Prune recorded runs again at new thresholds (only prune and export recompute).
+
+    \b
+    Example:
+      circuitflow reprune 20d56149989e41d4c707 --node-threshold 0.6
+    """
+    configure()
+    from flows.report import run_report
+    from flows.reprune import UnknownRunError
+    from flows.reprune import reprune as reprune_flow
+    from flows.settings import quiet_flows
+    from tasks.runtime import Setup
+
+    root = Setup.resolve(store=store_url).store
+    try:
+        with quiet_flows():
+            summaries = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
+    except UnknownRunError as error:
+        raise click.UsageError(str(error)) from None
+    from flows.reprune import stored_request
+
+    reports = [run_report(stored_request(root, s.run_id)[0], s) for s in summaries]
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+        return
+    for old, report in zip(run_ids, reports, strict=True):
+        console.print(
+            f"{old} -> {report['run_id']}: kept {report['n_nodes_kept']} nodes, "
+            f"{report['n_edges_kept']} edges; stages computed: "
+            + ", ".join(s["stage"] for s in report["stages"] if s["status"] == "computed"),
+            highlight=False,
+        )
+
+
+# ------------------------------------------------------------------------------------- export
+
+
+@click.command()
+@click.argument("run_id")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Write here [default: stdout]."
+)
+@click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
+def export(run_id: str, out: str | None, store_url: str | None) -> None:
+    """Write a run's pruned graph as Neuronpedia-format JSON.
+
+    \b
+    Example:
+      circuitflow export 20d56149989e41d4c707 --out dallas.json
+    """
+    from flows.report import graph_json_object
+    from tasks.runtime import Setup
+
+    root = Setup.resolve(store=store_url).store
+    try:
+        data = graph_json_object(root, run_id).blob("graph.json")
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    if out:
+        Path(out).write_bytes(data)
+        errors.print(f"wrote {out} ({len(data)} bytes)", highlight=False)
+    else:
+        click.echo(data.decode())
+
+
+# ----------------------------------------------------------------------------------- schedule
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--cron", required=True, metavar="EXPR", help='Cron schedule, e.g. "0 3 * * *".')
+@click.option("--name", default=None, help="Deployment name [default: sweep-<file stem>].")
+@click.option("--workers", type=int, default=2, show_default=True, callback=positive)
+@click.option("--dask-address", default=None, metavar="ADDR")
+@run_options
+def schedule(
+    file: str, cron: str, name: str | None, workers: int, dask_address: str | None, **kwargs
+) -> None:
+    """Serve FILE's sweep as a Prefect deployment on a cron schedule.
+
+    Needs a running Prefect server (runs, schedules and deployments live there):
+
+    \b
+      prefect server start                                   # in one terminal
+      export PREFECT_API_URL=http://127.0.0.1:4200/api
+      circuitflow schedule configs/sweeps/capitals.yaml --cron "0 3 * * *"
+
+    The command keeps running and starts each scheduled sweep; stop it with Ctrl-C.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        raise click.UsageError(
+            "schedules need a running Prefect server: start one with `prefect server start` "
+            "and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)"
+        )
+    configure(kwargs["verbose"])
+    from prefect.schedules import Cron
+
+    from flows.sweep import dask_runner
+    from flows.sweep import sweep as sweep_flow
+
+    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}
+    name = name or f"sweep-{Path(file).stem}"
+    try:
+        Cron(cron)
+    except ValueError as error:
+        raise click.BadParameter(f"{cron!r} is not a cron expression ({error})") from None
+    console.print(
+        f"serving deployment 'sweep/{name}' on cron {cron!r}; Ctrl-C to stop", highlight=False
+    )
+    sweep_flow.with_options(task_runner=dask_runner(workers, dask_address)).serve(
+        name=name,
+        cron=cron,
+        parameters={
+            "file": str(Path(file).resolve()),
+            "model": kwargs["model"] and setup.model,
+            "transcoders": kwargs["transcoders"],
+            "store": setup.store,
+            "params": params,
+            "show_progress": False,
+        },
+        print_starting_message=False,
+    )
+
+
+COMMANDS = [attribute, sweep, reprune, export, schedule]

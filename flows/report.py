@@ -1,0 +1,68 @@
+"""A finished run as people (and `--json`) see it, read back from the catalog and the store.
+
+The numbers come from the run's catalog rows, so what the command prints is what SQL returns.
+"""
+
+from __future__ import annotations
+
+from flows.attribute import RunSummary
+from store import StoredObject
+from tasks.runtime import Setup, open_store
+
+
+def run_report(setup: Setup, summary: RunSummary, top_features: int = 10) -> dict:
+    """Summary of a recorded run: logits, counts, scores, top features, stages, graph file."""
+    store = open_store(setup.store)
+    catalog = store.catalog
+    run = catalog.read("runs", summary.run_id).to_pylist()[0]
+    logits = sorted(catalog.read("logits", summary.run_id).to_pylist(), key=lambda r: r["rank"])
+    nodes = catalog.read("nodes", summary.run_id).to_pylist()
+    features = sorted(
+        (n for n in nodes if n["kind"] == "feature"), key=lambda n: n["influence"], reverse=True
+    )[:top_features]
+    exported = next(s for s in summary.stages if s.stage == "export")
+    return {
+        "run_id": summary.run_id,
+        "status": run["status"],
+        "prompt": run["prompt"],
+        "model": setup.model_label,
+        "transcoders": setup.transcoders_label,
+        "top_logits": [
+            {"token": r["token"], "token_id": r["token_id"], "prob": r["prob"]} for r in logits
+        ],
+        "n_tokens": run["n_tokens"],
+        "n_active_features": run["n_active_features"],
+        "n_selected_features": run["n_selected_features"],
+        "n_nodes_kept": run["n_nodes_kept"],
+        "n_edges_kept": run["n_edges_kept"],
+        "node_threshold": run["node_threshold"],
+        "edge_threshold": run["edge_threshold"],
+        "replacement_score": run["replacement_score"],
+        "completeness_score": run["completeness_score"],
+        "top_features": [
+            {k: f[k] for k in ("layer", "pos", "token", "feature", "activation", "influence")}
+            for f in features
+        ],
+        "stages": [
+            {"stage": s.stage, "status": s.status, "seconds": s.seconds, "key": s.key}
+            for s in summary.stages
+        ],
+        "graph_json": store.open("export", exported.key).blob_path("graph.json"),
+        "store": setup.store,
+    }
+
+
+def graph_json_object(root: str, run_id: str) -> StoredObject:
+    """The export object of a recorded run (found through its stage events)."""
+    store = open_store(root)
+    events = store.catalog.read("stage_events", run_id).to_pylist()
+    keys = [e["key"] for e in events if e["stage"] == "export"]
+    if not keys:
+        raise LookupError(f"no run {run_id!r} with an exported graph in the store at {root}")
+    obj = store.get("export", keys[0])
+    if obj is None:
+        raise LookupError(
+            f"run {run_id!r}'s exported graph is gone from the store (removed or damaged): "
+            "run the same `circuitflow attribute` again to recompute it"
+        )
+    return obj

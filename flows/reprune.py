@@ -1,0 +1,49 @@
+"""The `reprune` flow: new thresholds for runs already in the catalog.
+
+Each run is attributed again with only its thresholds changed, so every stage up to influence is
+read from the store and only prune and export compute: a new threshold answers in about a second.
+The re-pruned runs are new runs (their ids differ) beside the old ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from prefect import flow
+
+from flows.attribute import RunSummary, attribute_prompt
+from tasks.runs import RunParams, RunRequest
+from tasks.runtime import Setup, open_store
+
+
+class UnknownRunError(ValueError):
+    """A run id the catalog does not hold (or holds only as failed)."""
+
+
+def stored_request(store_root: str, rid: str) -> tuple[Setup, RunRequest]:
+    """The setup and request of a recorded run, from its `runs` row."""
+    rows = open_store(store_root).catalog.read("runs", rid).to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        raise UnknownRunError(f"no successful run {rid!r} in the catalog at {store_root}")
+    row = ok[0]
+    params = json.loads(row["params"])
+    params["targets"] = tuple(params.get("targets") or ())
+    setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store_root)
+    return setup, RunRequest(row["prompt"], RunParams(**params))
+
+
+@flow(name="reprune")
+def reprune(
+    run_ids: list[str], store: str, node_threshold: float, edge_threshold: float
+) -> list[RunSummary]:
+    """Re-prune each run at the new thresholds; returns the new runs' summaries."""
+    summaries = []
+    for rid in run_ids:
+        setup, request = stored_request(store, rid)
+        params = dataclasses.replace(
+            request.params, node_threshold=node_threshold, edge_threshold=edge_threshold
+        )
+        summaries.append(attribute_prompt(setup, RunRequest(request.prompt, params)))
+    return summaries

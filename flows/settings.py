@@ -1,0 +1,52 @@
+"""Prefect, configured for a quiet and fast local tool.
+
+Prefect always talks to an API; with none configured it starts a temporary local server. We give
+it a project-local home (`.circuitflow/prefect` beside the default store), no telemetry, logs at
+warning level unless asked, and no flow heartbeat (a 1 s join at the end of every flow run).
+`configure()` must run before Prefect is imported; `quiet_flows()` wraps each flow call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def configure(verbose: bool = False) -> None:
+    """Set Prefect's environment, keeping whatever the user set explicitly."""
+    defaults = {
+        "PREFECT_HOME": str(Path(".circuitflow", "prefect").resolve()),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+        "DASK_LOGGING__DISTRIBUTED": "error",  # Dask's cluster start/stop chatter
+        "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
+    }
+    # Failed runs are reported by the commands themselves, without Prefect's tracebacks; these
+    # variables reach Dask worker processes too.
+    for logger in ("FLOW_RUNS", "TASK_RUNS"):
+        defaults[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "CRITICAL"
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        for logger in ("FLOW_RUNS", "TASK_RUNS"):
+            os.environ[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "INFO"
+
+
+@contextlib.contextmanager
+def quiet_flows() -> Iterator[None]:
+    """No heartbeat thread, and no tracebacks from the temporary server's shutdown."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    # The temporary server logs spurious "Error flushing events" tracebacks while it stops.
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -1,0 +1,168 @@
+"""Where a store lives: one fsspec filesystem and a root path, local or remote.
+
+Local paths and ``file://`` URLs go through fsspec's LocalFileSystem exactly like any other URL.
+The local filesystem is special in one place only: publishing uses ``os.rename``/``os.link``,
+which are atomic there, while fsspec's generic ``mv`` is a copy followed by a delete (and moves a
+directory *into* an existing one instead of failing). Remote stores (s3://, gs://, memory://)
+fall back to "write everything, then the small commit file last"; see `store.objects`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+ENV_VAR = "CIRCUITFLOW_STORE"
+DEFAULT_ROOT = ".circuitflow/store"
+
+
+def default_root() -> str:
+    """The store root used when none is given: $CIRCUITFLOW_STORE, else ./.circuitflow/store."""
+    return os.environ.get(ENV_VAR) or os.path.abspath(DEFAULT_ROOT)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc_stamp() -> str:
+    """A sortable, filename-safe UTC timestamp, e.g. 20251128T035301Z."""
+    return utc_now().strftime("%Y%m%dT%H%M%SZ")
+
+
+def new_tmp_name(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store root: the filesystem, the root path inside it, and whether it is local."""
+
+    fs: AbstractFileSystem
+    root: str
+    protocol: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def url(self) -> str:
+        return self.url_of(self.root)
+
+    def url_of(self, path: str) -> str:
+        """The fsspec URL of a path inside this store (zarr's FsspecStore takes URLs)."""
+        return self.fs.unstrip_protocol(path)
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def rel(self, path: str) -> str:
+        """A path relative to the store root, for messages and reports."""
+        return posixpath.relpath(path, self.root)
+
+
+def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) -> Location:
+    """Turn a local path or fsspec URL (None: the default root) into a `Location`."""
+    text = os.fspath(root) if root is not None else default_root()
+    if "://" not in text:
+        text = "file://" + os.path.abspath(os.path.expanduser(text))
+    protocol = text.split("://", 1)[0]
+    if protocol == "file":
+        # Parent directories of every written file are created on demand, as object stores do.
+        storage_options = {"auto_mkdir": True, **storage_options}
+    fs, path = fsspec.core.url_to_fs(text, **storage_options)
+    if protocol == "file":
+        path = os.path.abspath(path)
+    path = path.rstrip("/") or "/"
+    return Location(fs=fs, root=path, protocol=protocol, storage_options=dict(storage_options))
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only file wrapper that computes SHA-256 and size of what passes through it.
+
+    Hashing while writing means a 256 MB tensor is never read back just to be digested.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._raw.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def hash_file(fs: AbstractFileSystem, path: str, block: int = 8 << 20) -> tuple[str, int]:
+    """SHA-256 hex digest and size of a file, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def write_bytes_atomic(loc: Location, path: str, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a small file so that readers see either nothing or all of it.
+
+    Local: a temporary file under <root>/tmp, then rename (or link, when `exclusive`, which fails
+    with FileExistsError if `path` exists). Remote: a single PUT, which object stores make atomic.
+    """
+    if not loc.local:
+        if exclusive and loc.fs.exists(path):
+            raise FileExistsError(path)
+        loc.fs.pipe_file(path, data)
+        return
+    tmp = Path(loc.join("tmp", new_tmp_name("file")))
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    publish_file(loc, str(tmp), path, exclusive=exclusive)
+
+
+def publish_file(loc: Location, tmp: str, path: str, *, exclusive: bool = False) -> None:
+    """Move a finished local temporary file into place atomically."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)

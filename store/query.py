@@ -1,0 +1,239 @@
+"""SQL over the catalog: a sandboxed, read-only DuckDB connection per query session.
+
+DuckDB is only the query engine (a database file admits one writer process; the data are the
+catalog's Parquet files). A session is an in-memory DuckDB with one view per catalog table, built
+from the files present when the session opens, and then locked down:
+
+- ``enable_external_access = false`` with ``allowed_directories = [<store root>]`` (local stores):
+  files outside the store cannot be read, and extensions cannot be installed or loaded;
+  remote stores are exposed as pyarrow datasets instead, with no file access at all;
+- ``lock_configuration = true``: the query cannot undo any of that;
+- only SELECT-like statements run (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE,
+  EXPLAIN), one per call: the allowed directory is writable as far as DuckDB is concerned, so
+  COPY, EXPORT, ATTACH, CREATE, INSERT, SET and PRAGMA are refused before DuckDB sees them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+from collections.abc import Iterator
+from typing import IO, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from store.catalog import SCHEMAS, Catalog
+from store.errors import QueryError
+
+ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def check_sql(sql: str) -> str:
+    """Refuse anything but a single read-only statement; return it."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"invalid SQL: {exc}") from None
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in ALLOWED_STATEMENTS:
+        name = str(kind).rsplit(".", 1)[-1]
+        raise QueryError(
+            f"only read-only queries are allowed (SELECT, WITH, DESCRIBE, EXPLAIN...), not {name}"
+        )
+    return sql
+
+
+class QuerySession:
+    """A read-only SQL session over one store's catalog tables."""
+
+    def __init__(self, store: Any, *, threads: int | None = None) -> None:
+        self.store = store
+        config: dict[str, Any] = {}
+        if threads:
+            config["threads"] = threads
+        self._con = duckdb.connect(":memory:", config=config)
+        catalog: Catalog = store.catalog
+        for table in SCHEMAS:
+            self._create_view(catalog, table)
+        self._lock_down()
+
+    def _create_view(self, catalog: Catalog, table: str) -> None:
+        files = catalog.files(table)
+        con = self._con
+        if not files.files:
+            con.register(f"_empty_{table}", SCHEMAS[table].empty_table())
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+            return
+        if not catalog.location.local:
+            import pyarrow.dataset as pads
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            dataset = pads.dataset(
+                files.files,
+                schema=SCHEMAS[table],
+                format="parquet",
+                filesystem=PyFileSystem(FSSpecHandler(catalog.location.fs)),
+            )
+            con.register(f"_data_{table}", dataset)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _data_{table}")
+            return
+        glob = f"{catalog.table_dir(table)}/shard=*/*.parquet"
+        options = "hive_partitioning=true, hive_types={'shard': 'VARCHAR'}, union_by_name=true"
+        if not files.superseded:
+            # The common case: a glob, so the view reads files as they are when it runs.
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * EXCLUDE (shard) "
+                f"FROM read_parquet({_literal(glob)}, {options})"
+            )
+            return
+        skip = ", ".join(_literal(p) for p in files.superseded)
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * EXCLUDE (shard, filename) "
+            f"FROM read_parquet({_literal(glob)}, {options}, filename=true) "
+            f"WHERE filename NOT IN ({skip})"
+        )
+
+    def _lock_down(self) -> None:
+        loc = self.store.location
+        con = self._con
+        if loc.local:
+            con.execute(f"SET allowed_directories=[{_literal(loc.root.rstrip('/') + '/')}]")
+        con.execute("SET autoinstall_known_extensions=false")
+        con.execute("SET autoload_known_extensions=false")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
+
+    def relation(self, sql: str) -> duckdb.DuckDBPyRelation:
+        check_sql(sql)
+        try:
+            rel = self._con.sql(sql)
+        except duckdb.Error as exc:
+            raise QueryError(_explain_error(exc)) from None
+        if rel is None:
+            raise QueryError("the statement returned no result")
+        return rel
+
+    def arrow(self, sql: str) -> pa.Table:
+        try:
+            return self.relation(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(_explain_error(exc)) from None
+
+    def batches(self, sql: str, batch_rows: int = 65536) -> pa.RecordBatchReader:
+        try:
+            return self.relation(sql).to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise QueryError(_explain_error(exc)) from None
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> QuerySession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _explain_error(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in text:
+        return f"queries may only read the store's own files: {text}"
+    return text
+
+
+def run_query(store: Any, sql: str) -> pa.Table:
+    """Run one read-only query and return all rows.
+
+    Retried once on a vanished file: a concurrent `compact` may delete files between the moment
+    DuckDB lists them and the moment it reads them.
+    """
+    for attempt in (1, 2):
+        with QuerySession(store) as session:
+            try:
+                return session.arrow(sql)
+            except QueryError as exc:
+                if attempt == 2 or "No such file" not in str(exc):
+                    raise
+    raise AssertionError("unreachable")
+
+
+# -- output formats ------------------------------------------------------------------------
+
+
+def head(reader: pa.RecordBatchReader, n: int) -> tuple[pa.Table, int]:
+    """The first `n` rows and the total row count, without keeping the rest in memory."""
+    kept: list[pa.RecordBatch] = []
+    have = total = 0
+    for batch in reader:
+        total += batch.num_rows
+        if have < n:
+            part = batch.slice(0, n - have)
+            kept.append(part)
+            have += part.num_rows
+    return pa.Table.from_batches(kept, schema=reader.schema), total
+
+
+def write_csv(reader: pa.RecordBatchReader, out: IO[bytes], limit: int | None = None) -> int:
+    with pacsv.CSVWriter(out, reader.schema) as writer:
+        return _copy(reader, writer.write_batch, limit)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def iter_json_rows(reader: pa.RecordBatchReader, limit: int | None = None) -> Iterator[str]:
+    left = limit
+    for batch in reader:
+        if left is not None:
+            batch = batch.slice(0, left)
+            left -= batch.num_rows
+        for row in batch.to_pylist():
+            yield json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False)
+        if left == 0:
+            return
+
+
+def write_json(reader: pa.RecordBatchReader, out: IO[str], limit: int | None = None) -> int:
+    """A JSON array of row objects, streamed (timestamps as ISO 8601, NaN as null)."""
+    out.write("[")
+    n = 0
+    for n, line in enumerate(iter_json_rows(reader, limit), start=1):
+        out.write(("\n" if n == 1 else ",\n") + line)
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
+def _copy(reader: pa.RecordBatchReader, write: Any, limit: int | None) -> int:
+    n = 0
+    for batch in reader:
+        if limit is not None:
+            batch = batch.slice(0, limit - n)
+        write(batch)
+        n += batch.num_rows
+        if limit is not None and n >= limit:
+            break
+    return n

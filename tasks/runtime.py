@@ -1,0 +1,129 @@
+"""What a task needs besides keys: the setup of a run, and models loaded once per process.
+
+A `Setup` names the model, the transcoder set and the store: small strings that travel to any
+worker (a Dask worker on another machine included). Each worker process loads the model and
+transcoders the first time a task needs them and keeps them, keyed by the setup
+(`loaded(setup)`). HookedTransformer keeps its hooks as model state, so two threads must never
+run one model at once: every use of the model holds `Loaded.lock`.
+
+Identities (the digests that go into keys) come from the files on disk, hashed once per file
+change through the store's digest cache, so a worker needs neither the model nor the tensors to
+know whether a stage is already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from attribution import ReplacementModel, load_model, load_transcoders
+from store import DigestCache, Store, model_digest, transcoder_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_MODEL = ROOT / "models" / "capitals-4l"
+TRANSCODER_PRESETS = ("plt", "clt")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The model, transcoders and store of a run, resolved to paths or hub names."""
+
+    model: str
+    transcoders: str
+    store: str
+    device: str = "cpu"
+
+    @classmethod
+    def resolve(
+        cls,
+        model: str | None = None,
+        transcoders: str | None = None,
+        store: str | None = None,
+        device: str | None = None,
+    ) -> Setup:
+        """Fill in defaults: the built-in model, its per-layer transcoders, the local store.
+
+        `transcoders` may name a preset of the model directory ('plt', 'clt': its
+        transcoders/<name>/), a directory, or a hub reference.
+        """
+        model_path = _existing_path(model) if model else str(BUILTIN_MODEL)
+        name = transcoders or "plt"
+        if name in TRANSCODER_PRESETS:
+            if not Path(model_path).is_dir():
+                raise ValueError(
+                    f"transcoder preset {name!r} needs a model directory with transcoders/{name}/; "
+                    f"{model_path!r} is a model name: pass --transcoders DIR"
+                )
+            tc_path = str(Path(model_path) / "transcoders" / name)
+        else:
+            tc_path = _existing_path(name)
+        root = store or os.environ.get("CIRCUITFLOW_STORE") or ".circuitflow/store"
+        if "://" not in root:
+            root = str(Path(root).expanduser().resolve())
+        return cls(model=model_path, transcoders=tc_path, store=root, device=device or "cpu")
+
+    @property
+    def model_label(self) -> str:
+        """A short name for people: the directory name, or the hub name."""
+        return Path(self.model).name if Path(self.model).is_dir() else self.model
+
+    @property
+    def transcoders_label(self) -> str:
+        path = Path(self.transcoders)
+        return path.name if path.is_dir() else self.transcoders
+
+
+def _existing_path(text: str) -> str:
+    """A directory given as a path is made absolute (workers may run elsewhere)."""
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
+
+
+@dataclass
+class Loaded:
+    """A model and its transcoders in this process, with the lock that serialises their use."""
+
+    replacement: ReplacementModel
+    lock: threading.Lock
+
+
+_loaded: dict[Setup, Loaded] = {}
+_loading = threading.Lock()
+
+
+def loaded(setup: Setup) -> Loaded:
+    """The model and transcoders of `setup`, loaded on first use in this process."""
+    with _loading:
+        if setup not in _loaded:
+            model = load_model(setup.model, device=setup.device)
+            transcoders = load_transcoders(setup.transcoders, device=setup.device)
+            _loaded[setup] = Loaded(ReplacementModel(model, transcoders), threading.Lock())
+        return _loaded[setup]
+
+
+@cache
+def open_store(root: str) -> Store:
+    return Store(root)
+
+
+@cache
+def model_identity(model: str) -> str:
+    """Digest of a model: its config.json and weight files (or, for a hub name, its weights)."""
+    directory = Path(model)
+    if directory.is_dir():
+        config = json.loads((directory / "config.json").read_text())
+        return model_digest(config, [directory / "model.safetensors"], cache=DigestCache())
+    replacement = load_model(model)
+    return model_digest({"name": model}, replacement.state_dict())
+
+
+@cache
+def transcoders_identity(transcoders: str) -> str:
+    path = Path(transcoders)
+    if not path.is_dir():  # a hub reference: digest the downloaded snapshot
+        path = Path(load_transcoders(transcoders).path)
+    return transcoder_digest(path, cache=DigestCache())

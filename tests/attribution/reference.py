@@ -1,0 +1,49 @@
+"""circuit-tracer (the reference implementation) built on the same weights as ours, for parity."""
+
+from __future__ import annotations
+
+import torch
+from circuit_tracer.attribution.attribute import attribute as reference_attribute
+from circuit_tracer.graph import compute_graph_scores, prune_graph
+from circuit_tracer.replacement_model.replacement_model_transformerlens import (
+    TransformerLensReplacementModel,
+)
+from circuit_tracer.transcoder.activation_functions import TopK
+from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
+
+__all__ = ["compute_graph_scores", "prune_graph", "reference_attribute", "reference_model"]
+
+
+def reference_model(model, transcoders) -> TransformerLensReplacementModel:
+    """The reference replacement model, reading the transcoders from the same directory."""
+    path, device = transcoders.path, torch.device("cpu")
+    if transcoders.cross_layer:
+        ref_tc = load_clt(
+            path,
+            feature_input_hook=transcoders.feature_input_hook,
+            feature_output_hook=transcoders.feature_output_hook,
+            scan="test",
+            device=device,
+            dtype=torch.float32,
+            lazy_decoder=False,
+        )
+    else:
+        files = {i: f"{path}/layer_{i}.safetensors" for i in range(transcoders.n_layers)}
+        ref_tc = load_transcoder_set(
+            files,
+            scan="test",
+            feature_input_hook=transcoders.feature_input_hook,
+            feature_output_hook=transcoders.feature_output_hook,
+            device=device,
+            dtype=torch.float32,
+            lazy_encoder=False,
+            lazy_decoder=False,
+        )
+        if transcoders.activation.kind == "topk":
+            for layer_tc in ref_tc:
+                layer_tc.activation_function = TopK(transcoders.activation.k)
+    ref = TransformerLensReplacementModel(model.cfg, tokenizer=model.tokenizer)
+    ref.load_state_dict(model.state_dict())
+    ref._configure_replacement_model(ref_tc)
+    return ref
