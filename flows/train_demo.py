@@ -46,7 +46,7 @@ def train_demo_flow(
     for which in ("plt", "clt"):
         training[which] = train_transcoders_task(out, cfg, which, progress)
     training["total_seconds_before_evaluation"] = time.perf_counter() - start
-    metrics = evaluate_task(out, cfg, training, progress)
+    metrics = evaluate_task(out, cfg, training)
     return metrics
 
 

@@ -45,10 +45,6 @@ def train_transcoders_task(
 
 
 @task(name="evaluate-and-write-card", cache_policy=None)
-def evaluate_task(
-    out: str, config: dict[str, Any], training: dict[str, Any], progress: bool = True
-) -> dict[str, Any]:
+def evaluate_task(out: str, config: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
     """Measure everything, write metrics.json and MODEL_CARD.md; return the metrics."""
-    return pipeline.evaluate_step(
-        out, TrainDemoConfig.from_dict(config), training, progress=progress
-    )
+    return pipeline.evaluate_step(out, TrainDemoConfig.from_dict(config), training)

@@ -6,6 +6,12 @@
   of the MLP output and the mean number of active features per token, on held-out text.
 - `splice_metrics`: replace every MLP by its transcoder (no error terms) and measure fact
   accuracy and agreement of the next-token prediction with the original model.
+- `seed_attribution`: the attribution graph of the seed prompt (sizes, replacement and
+  completeness scores) and the circuit check (ablating the most influential features at
+  " Dallas" versus random ones), with `attribution.attribute` and `attribution.intervene`.
+
+Transcoders are read with `attribution.load_transcoders`, the same loader attribution uses, so
+the numbers describe the files as users will load them.
 
 Every prompt is run with the start token prepended, as at inference. Facts of different lengths
 are right-padded and read at their own last position: the model is causal, so padding after a
@@ -14,16 +20,19 @@ prompt does not change the logits at the prompt's positions.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from transformer_lens import HookedTransformer
 
-from attribution.training.transcoders import Transcoders
+from attribution.models import load_model
 from attribution.training.world import SEED_ANSWER, SEED_PROMPT, Fact, FactSplit
+from attribution.transcoders import Transcoders, load_transcoders
 
 
 def _fact_batch(
@@ -72,20 +81,40 @@ def mlp_activations(
     Returns (X, Y), both (n_layers, batch, pos, d_model): X read at `blocks.L.<input_hook>`
     (what the transcoders read), Y at `blocks.L.<output_hook>` (what they reconstruct).
     """
-    names = [
-        f"blocks.{layer}.{h}"
-        for layer in range(model.cfg.n_layers)
-        for h in (input_hook, output_hook)
-    ]
+    L = model.cfg.n_layers
+    names = {f"blocks.{layer}.{h}" for layer in range(L) for h in (input_hook, output_hook)}
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    xs = [cache[f"blocks.{layer}.{input_hook}"] for layer in range(model.cfg.n_layers)]
-    ys = [cache[f"blocks.{layer}.{output_hook}"] for layer in range(model.cfg.n_layers)]
+    xs = [cache[f"blocks.{layer}.{input_hook}"] for layer in range(L)]
+    ys = [cache[f"blocks.{layer}.{output_hook}"] for layer in range(L)]
     return torch.stack(xs), torch.stack(ys)
+
+
+class DenseDecoder:
+    """All decoder rows of a transcoder set in memory, to reconstruct many tokens at once.
+
+    `attribution.Transcoders` reads decoder rows per feature (real sets are large); the
+    built-in sets are small, so evaluation reads them whole: rows[i] is (F, n_out_i, d), where
+    a feature of layer i writes to layers i .. i + n_out_i - 1 (n_out_i is 1 per-layer).
+    """
+
+    def __init__(self, tc: Transcoders) -> None:
+        self.tc = tc
+        features = torch.arange(tc.d_transcoder)
+        self.rows = [tc.decoder_rows(layer, features) for layer in range(tc.n_layers)]
+
+    def decode_layer(self, acts: dict[int, torch.Tensor], layer: int) -> torch.Tensor:
+        """MLP output (..., d) of `layer` from activations (..., F) of the layers <= it."""
+        out = self.tc.b_dec[layer]
+        for i, a in acts.items():
+            j = layer - i
+            if 0 <= j < self.rows[i].shape[1]:
+                out = out + a @ self.rows[i][:, j]
+        return out
 
 
 @torch.no_grad()
 def reconstruction_metrics(
-    model: HookedTransformer, transcoders: Transcoders, tokens: torch.Tensor
+    model: HookedTransformer, tc: Transcoders, tokens: torch.Tensor
 ) -> dict[str, list[float]]:
     """Per-layer FVU and mean active features per token on `tokens` (batch, pos).
 
@@ -93,40 +122,43 @@ def reconstruction_metrics(
     sum ||y - y_hat||^2 / sum ||y - mean(y)||^2 over all non-start tokens. For a cross-layer
     transcoder, features are counted at the layer whose encoder they belong to.
     """
-    x, y = mlp_activations(model, tokens, transcoders.input_hook, transcoders.output_hook)
+    x, y = mlp_activations(model, tokens, tc.feature_input_hook, tc.feature_output_hook)
     x, y = x[:, :, 1:].flatten(1, 2), y[:, :, 1:].flatten(1, 2)  # (L, N, d)
-    acts = transcoders.encode(x)  # (L, N, F)
-    y_hat = transcoders.decode(acts)  # (L, N, d)
-    err = (y - y_hat).pow(2).sum(dim=(1, 2))
-    var = (y - y.mean(dim=1, keepdim=True)).pow(2).sum(dim=(1, 2))
-    return {
-        "fvu": (err / var).tolist(),
-        "active_per_token": (acts > 0).float().sum(-1).mean(-1).tolist(),
-    }
+    decoder = DenseDecoder(tc)
+    acts = {layer: tc.encode(layer, x[layer]) for layer in range(tc.n_layers)}  # each (N, F)
+    fvu, active = [], []
+    for layer in range(tc.n_layers):
+        y_hat = decoder.decode_layer(acts, layer)  # (N, d)
+        err = (y[layer] - y_hat).pow(2).sum()
+        var = (y[layer] - y[layer].mean(0)).pow(2).sum()
+        fvu.append((err / var).item())
+        active.append((acts[layer] > 0).float().sum(-1).mean().item())
+    return {"fvu": fvu, "active_per_token": active}
 
 
 @contextmanager
-def spliced(model: HookedTransformer, transcoders: Transcoders) -> Iterator[None]:
+def spliced(model: HookedTransformer, tc: Transcoders) -> Iterator[None]:
     """Within the block, every MLP's output is replaced by its transcoder's reconstruction.
 
     No error terms: the model runs on transcoder features alone. Implemented with hooks that
-    cache each layer's transcoder input and overwrite the MLP output with the reconstruction.
-    A cross-layer transcoder's output at layer l sums features of layers <= l, so inputs are
-    encoded as the forward pass reaches them and kept until the last layer.
+    encode each layer's transcoder input and overwrite the MLP output with the reconstruction.
+    A cross-layer transcoder's output at layer l sums features of layers <= l, so activations
+    are kept as the forward pass reaches them.
     """
+    decoder = DenseDecoder(tc)
     acts: dict[int, torch.Tensor] = {}
 
     def read_input(x: torch.Tensor, hook: Any, layer: int) -> torch.Tensor:
-        acts[layer] = transcoders.encode_layer(x, layer)  # (batch, pos, F)
+        acts[layer] = tc.encode(layer, x)  # (batch, pos, F)
         return x
 
     def write_output(y: torch.Tensor, hook: Any, layer: int) -> torch.Tensor:
-        return transcoders.decode_layer(acts, layer)  # (batch, pos, d)
+        return decoder.decode_layer(acts, layer)  # (batch, pos, d)
 
     fwd: list[tuple[str, Callable]] = []
-    for layer in range(model.cfg.n_layers):
-        fwd.append((f"blocks.{layer}.{transcoders.input_hook}", _bind(read_input, layer)))
-        fwd.append((f"blocks.{layer}.{transcoders.output_hook}", _bind(write_output, layer)))
+    for layer in range(tc.n_layers):
+        fwd.append((tc.input_hook(layer), _bind(read_input, layer)))
+        fwd.append((tc.output_hook(layer), _bind(write_output, layer)))
     with model.hooks(fwd_hooks=fwd):
         yield
     acts.clear()
@@ -144,7 +176,7 @@ def _bind(fn: Callable, layer: int) -> Callable:
 @torch.no_grad()
 def splice_metrics(
     model: HookedTransformer,
-    transcoders: Transcoders,
+    tc: Transcoders,
     facts: dict[str, Sequence[Fact]],
     tokens: torch.Tensor,
 ) -> dict[str, float]:
@@ -154,11 +186,92 @@ def splice_metrics(
     model's most likely next token equals the original model's.
     """
     original = model(tokens).argmax(-1)[:, 1:]  # (batch, pos - 1)
-    with spliced(model, transcoders):
+    with spliced(model, tc):
         out = {f"accuracy_{name}": fact_accuracy(model, group) for name, group in facts.items()}
         replaced = model(tokens).argmax(-1)[:, 1:]
     out["agreement"] = (original == replaced).float().mean().item()
     return out
+
+
+# ---- attribution on the seed prompt and the circuit check -----------------------------------
+
+
+def seed_attribution(
+    model: HookedTransformer,
+    tc: Transcoders,
+    *,
+    prompt: str = SEED_PROMPT,
+    answer: str = SEED_ANSWER,
+    cause: str = "Dallas",
+    n_top: int = 5,
+    n_draws: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The attribution graph of `prompt` and the circuit check at the `cause` token.
+
+    Graph: `attribution.attribute` with salient targets, pruned at 0.8 / 0.98; replacement and
+    completeness scores of the unpruned graph (as the reference reports them).
+
+    Circuit check: at the position of `cause`, zero-ablate (with `attribution.intervene`, the
+    attention patterns frozen) the `n_top` features with the highest node influence, and, for
+    comparison, `n_top` features drawn at random among that position's active features
+    (`n_draws` draws). The effect is the drop of the answer's logit minus the mean logit at the
+    last position.
+    """
+    import random
+
+    from attribution import ReplacementModel, attribute, graph_scores, intervene, node_influence
+    from attribution import prune as prune_graph
+
+    rm = ReplacementModel(model, tc)
+    start = time.perf_counter()
+    graph = attribute(prompt, rm)
+    seconds = time.perf_counter() - start
+    pruned = prune_graph(graph, 0.8, 0.98)
+    replacement, completeness = graph_scores(graph)
+    influence, _ = node_influence(graph)
+
+    position = graph.tokens.tolist().index(model.to_single_token(cause))
+    features = graph.active_features[graph.selected_features]  # (n_sel, 3) (layer, pos, f)
+    here = (features[:, 1] == position).nonzero().squeeze(1)
+    ranked = here[influence[: graph.n_features][here].argsort(descending=True)]
+    top = features[ranked[:n_top]].tolist()
+    active_here = graph.active_features[graph.active_features[:, 1] == position].tolist()
+
+    answer_id = model.to_single_token(answer)
+
+    def answer_margin(interventions: list) -> float:
+        logits = intervene(rm, prompt, interventions, freeze_attention=True).logits[-1]
+        return (logits[answer_id] - logits.mean()).item()
+
+    clean = answer_margin([])
+    ablate = lambda fs: clean - answer_margin([(l, p, f, 0.0) for l, p, f in fs])  # noqa: E731
+    rng = random.Random(seed)
+    n_random = min(n_top, len(active_here))
+    random_drops = [ablate(rng.sample(active_here, n_random)) for _ in range(n_draws)]
+    top_drop = ablate(top)
+    random_drop = sum(random_drops) / n_draws
+    return {
+        "n_active_features": int(graph.active_features.shape[0]),
+        "n_nodes": graph.n_nodes,
+        "n_nodes_kept": int(pruned.node_mask.sum()),
+        "n_edges_kept": int(pruned.edge_mask.sum()),
+        "replacement_score": float(replacement),
+        "completeness_score": float(completeness),
+        "seconds": seconds,
+        "circuit_check": {
+            "position": position,
+            "clean_margin": clean,
+            "top_features": top,
+            "top_drop": top_drop,
+            "random_drops": random_drops,
+            "random_drop": random_drop,
+            "n_draws": n_draws,
+            "ratio": top_drop / random_drop if random_drop > 0 else None,
+            # "Lowers ... at least 3 times as much": the top features must lower the margin.
+            "passed": top_drop > 0 and top_drop >= 3 * random_drop,
+        },
+    }
 
 
 # ---- everything, for the model card --------------------------------------------------------
@@ -171,39 +284,14 @@ def directory_bytes(path: Path) -> dict[str, int]:
     }
 
 
-def attribution_metrics(model_dir: Path, transcoder_dirs: dict[str, Path]) -> dict[str, Any]:
-    """Attribution on the seed prompt and the circuit check, per transcoder set.
-
-    HOOK FOR THE ATTRIBUTION CORE: this needs `attribution.attribute`, `attribution.prune`,
-    `attribution.graph_scores` and `attribution.intervene`, written in parallel. Until they
-    exist this returns {"status": "pending", ...} and the model card says so.
-    """
-    import attribution
-
-    needed = ("load_model", "load_transcoders", "attribute", "prune", "graph_scores", "intervene")
-    missing = [name for name in needed if not hasattr(attribution, name)]
-    if missing:
-        return {"status": "pending", "missing": missing}
-    # LEAD: compute, for each set in transcoder_dirs, on world.SEED_PROMPT:
-    #   n_active_features, n_nodes, n_nodes_kept, n_edges_kept (prune at 0.8 / 0.98),
-    #   replacement_score, completeness_score; and the circuit check (top-5 vs 5 random
-    #   features at the " Dallas" position, zero-ablated with intervene, effect on the
-    #   " Austin" logit minus the mean logit).
-    return {"status": "pending", "missing": []}
-
-
 def evaluate_all(
     out: Path,
     split: FactSplit,
     eval_tokens: Callable[[HookedTransformer], torch.Tensor],
     transcoder_dirs: dict[str, Path],
-    progress: bool = True,
 ) -> dict[str, Any]:
     """Every number of MODEL_CARD.md for the model and transcoders saved under `out`."""
-    from attribution.training.language_model import load_language_model
-    from attribution.training.transcoders import load_trained_transcoders
-
-    model = load_language_model(out)
+    model = load_model(out)
     tokens = eval_tokens(model)  # (n_sequences, seq_len)
     facts = {
         "one_hop": split.one_hop,
@@ -229,13 +317,13 @@ def evaluate_all(
         "transcoders": {},
     }
     for name, directory in transcoder_dirs.items():
-        tc = load_trained_transcoders(directory)
+        tc = load_transcoders(directory, lazy_decoder=False)
         metrics["transcoders"][name] = {
-            "config": tc.config(model.cfg.model_name),
+            "config": yaml.safe_load((Path(directory) / "config.yaml").read_text()),
             **reconstruction_metrics(model, tc, tokens),
             "splice": splice_metrics(model, tc, facts, tokens),
+            "attribution": seed_attribution(model, tc),
         }
-    metrics["attribution"] = attribution_metrics(out, transcoder_dirs)
     files = directory_bytes(out)
     metrics["files"] = {"total_bytes": sum(files.values()), "by_file": files}
     return metrics

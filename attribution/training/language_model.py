@@ -9,16 +9,15 @@ scratch with next-token cross-entropy on packed sequences of world sentences:
 Each training sequence starts with `<bos>` (as every prompt does at inference, where
 TransformerLens prepends it) and is cut at `seq_len` tokens.
 
-Saved layout (what `attribution.load_model` reads):
+Saved layout (written by `attribution.save_model`, read by `attribution.load_model`):
 
     DIR/config.json          HookedTransformerConfig fields; dtype as a string ("float32")
-    DIR/model.safetensors    the HookedTransformer state dict, float32
+    DIR/model.safetensors    the HookedTransformer's weights, float32
     DIR/tokenizer/           a transformers tokenizer directory (see tokenizer.py)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -27,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
+from attribution.models import save_model
 from attribution.training.config import ModelTrainConfig
-from attribution.training.tokenizer import encode_words, load_tokenizer, save_tokenizer
+from attribution.training.tokenizer import encode_words, save_tokenizer
 
 MODEL_NAME = "capitals-4l"
 
@@ -147,52 +146,19 @@ def train_language_model(
     return model, stats
 
 
-def config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
-    """HookedTransformerConfig fields as JSON values: dtype as its name, no device."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name == "device":
-            continue
-        if isinstance(value, torch.dtype):
-            value = str(value).removeprefix("torch.")
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        out[f.name] = value
-    return out
-
-
-def config_from_json(data: dict[str, Any], device: str = "cpu") -> HookedTransformerConfig:
-    """Inverse of `config_to_json`."""
-    data = dict(data)
-    if isinstance(data.get("dtype"), str):
-        data["dtype"] = getattr(torch, data["dtype"])
-    data["device"] = device
-    return HookedTransformerConfig(**data)
-
-
 def save_language_model(
     model: HookedTransformer, tokenizer: PreTrainedTokenizerFast, directory: str | Path
 ) -> Path:
-    """Write config.json, model.safetensors and tokenizer/ under `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_to_json(model.cfg), indent=2) + "\n")
-    # The full state dict: float32 weights plus TransformerLens's small buffers (causal mask,
-    # rotary tables), so that a strict `load_state_dict` works too.
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    save_tokenizer(tokenizer, directory / "tokenizer")
-    return directory
+    """Write config.json, model.safetensors and tokenizer/ under `directory`.
 
-
-def load_language_model(directory: str | Path, device: str = "cpu") -> HookedTransformer:
-    """Load a model saved by `save_language_model` (offline)."""
-    directory = Path(directory)
-    cfg = config_from_json(json.loads((directory / "config.json").read_text()), device=device)
-    model = HookedTransformer(cfg, tokenizer=load_tokenizer(directory / "tokenizer"))
-    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
-    model.eval()
-    return model
+    The files are written by `attribution.save_model` (the format `attribution.load_model`
+    reads); config.json additionally records the weights' dtype as a string ("float32").
+    """
+    directory = save_model(model, directory)
+    # The tokenizer as built, not TransformerLens's re-loaded copy (which adds settings).
+    save_tokenizer(tokenizer, Path(directory) / "tokenizer")
+    config_path = Path(directory) / "config.json"
+    fields = json.loads(config_path.read_text())
+    fields["dtype"] = str(model.cfg.dtype).removeprefix("torch.")
+    config_path.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+    return Path(directory)

@@ -95,36 +95,48 @@ def _transcoder_section(name: str, t: dict[str, Any], train: dict[str, Any]) -> 
     return lines
 
 
-def _attribution_section(a: dict[str, Any]) -> list[str]:
-    if a.get("status") == "pending":
-        missing = ", ".join(a.get("missing", [])) or "the attribution step"
-        return [
-            "## Attribution on the seed prompt and circuit check",
-            "",
-            f"Pending: needs {missing} from the attribution core (see the hook "
-            "`attribution.training.evaluate.attribution_metrics`).",
-            "",
-        ]
-    lines = ["## Attribution on the seed prompt and circuit check", ""]
-    lines += [
+def _attribution_section(sets: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Attribution on the seed prompt and circuit check",
+        "",
+        "`attribution.attribute` on the seed prompt (salient targets: top tokens to 0.95 "
+        "probability, at most 10), pruned at node threshold 0.8 and edge threshold 0.98; scores "
+        "of the unpruned graph.",
+        "",
         "| set | active features | nodes | kept nodes | kept edges | replacement | completeness |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in a["sets"].items():
+    for name, t in sets.items():
+        a = t["attribution"]
         lines.append(
-            f"| {name} | {r['n_active_features']} | {r['n_nodes']} | {r['n_nodes_kept']} | "
-            f"{r['n_edges_kept']} | {r['replacement_score']:.3f} | {r['completeness_score']:.3f} |"
+            f"| {name} | {a['n_active_features']} | {a['n_nodes']} | {a['n_nodes_kept']} | "
+            f"{a['n_edges_kept']} | {a['replacement_score']:.3f} | "
+            f"{a['completeness_score']:.3f} |"
         )
-    lines.append("")
-    for name, r in a["sets"].items():
-        cc = r.get("circuit_check")
-        if cc:
-            lines.append(
-                f'Circuit check ({name}): ablating the top-5 features at " Dallas" lowers the '
-                f'" Austin" logit (minus mean) by {cc["top5_drop"]:.3f}; 5 random active '
-                f"features: {cc['random5_drop']:.3f} (mean of {cc['n_draws']} draws); ratio "
-                f"{cc['ratio']:.1f} (target >= 3: {_check(cc['ratio'] >= 3)})."
-            )
+    plt = sets["plt"]["attribution"] if "plt" in sets else None
+    if plt is not None:
+        ok = plt["replacement_score"] >= 0.8 and plt["completeness_score"] >= 0.9
+        lines += [
+            "",
+            f"Per-layer set: replacement >= 0.8 and completeness >= 0.9: {_check(ok)}.",
+        ]
+    lines += [
+        "",
+        'Circuit check: at the " Dallas" position, zero-ablate (`attribution.intervene`, '
+        "attention frozen) the 5 features with the highest node influence, or 5 random active "
+        'features there (mean of the draws); effect = drop of the " Austin" logit minus the '
+        "mean logit at the last position (target: top-5 drop >= 3 x random drop).",
+        "",
+        "| set | clean margin | top-5 drop | random-5 drop (mean) | random draws | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, t in sets.items():
+        c = t["attribution"]["circuit_check"]
+        draws = ", ".join(f"{d:.3f}" for d in c["random_drops"])
+        lines.append(
+            f"| {name} | {c['clean_margin']:.3f} | {c['top_drop']:.3f} | "
+            f"{c['random_drop']:.3f} | {draws} | {_check(c['passed'])} |"
+        )
     lines.append("")
     return lines
 
@@ -167,7 +179,7 @@ def render(metrics: dict[str, Any]) -> str:
     ]
     for name, t in metrics["transcoders"].items():
         lines += _transcoder_section(name, t, training[name])
-    lines += _attribution_section(metrics["attribution"])
+    lines += _attribution_section(metrics["transcoders"])
     seconds = training.get("total_seconds")
     lines += [
         "## Files and time",

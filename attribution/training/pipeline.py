@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer
 
+from attribution.models import load_model
 from attribution.training import evaluate, model_card, world
 from attribution.training.config import TrainDemoConfig
 from attribution.training.language_model import (
     PackedBatches,
-    load_language_model,
     save_language_model,
     train_language_model,
 )
@@ -91,7 +91,7 @@ def train_transcoders_step(
     """Train one transcoder set ("plt" or "clt") on activations of the activation stream."""
     out = Path(out)
     tc_cfg = {"plt": cfg.plt, "clt": cfg.clt}[which]
-    model = load_language_model(out)
+    model = load_model(out)
     n_sequences = -(-cfg.activation_tokens // (cfg.model.seq_len - 1))  # ceil division
     batches = token_batches(model, cfg, "activations", n_sequences)
     x, y = collect_activations(model, batches, tc_cfg.input_hook, tc_cfg.output_hook, progress)
@@ -101,7 +101,7 @@ def train_transcoders_step(
 
 
 def evaluate_step(
-    out: str | Path, cfg: TrainDemoConfig, training: dict[str, Any], progress: bool = True
+    out: str | Path, cfg: TrainDemoConfig, training: dict[str, Any]
 ) -> dict[str, Any]:
     """Measure every metric, then write metrics.json and MODEL_CARD.md under `out`."""
     out = Path(out)
@@ -111,7 +111,6 @@ def evaluate_step(
         fact_split(cfg),
         eval_tokens=lambda model: torch.cat(token_batches(model, cfg, "eval", cfg.eval_sequences)),
         transcoder_dirs={k: out / v for k, v in TRANSCODER_DIRS.items()},
-        progress=progress,
     )
     training = dict(training)
     training["evaluation_seconds"] = time.perf_counter() - start

@@ -21,7 +21,7 @@ fraction of variance unexplained plus a sparsity term. Two sparsity recipes are 
   threshold is frozen for the last part of training, so the saved file is exactly what was
   trained and measured.
 
-Saved layout (readable by circuit-tracer 0.5 and by `attribution.load_transcoders`):
+Saved layout (read back with `attribution.load_transcoders`; circuit-tracer 0.5 reads it too):
 
     per-layer:   config.yaml, layer_{i}.safetensors with W_enc (F, d), W_dec (F, d), b_enc (F),
                  b_dec (d), and for JumpReLU activation_function.threshold (F)
@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -255,36 +255,6 @@ def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 def _write_config(directory: Path, config: dict[str, Any]) -> None:
     (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def load_trained_transcoders(directory: str | Path) -> Transcoders:
-    """Read a directory written by `save` back into a training-side module (all in memory)."""
-    directory = Path(directory)
-    cfg = yaml.safe_load((directory / "config.yaml").read_text())
-    hooks = {"input_hook": cfg["feature_input_hook"], "output_hook": cfg["feature_output_hook"]}
-    n_layers = cfg["n_layers"]
-    if cfg["model_kind"] == "transcoder_set":
-        files = [load_file(str(directory / f"layer_{i}.safetensors")) for i in range(n_layers)]
-        stack = lambda key: torch.stack([f[key] for f in files])  # noqa: E731
-        tc: Transcoders = PerLayerTranscoders(n_layers, cfg["d_model"], cfg["n_features"], **hooks)
-        tc.W_dec.data = stack("W_dec")
-        names = {"W_enc": "W_enc", "b_enc": "b_enc", "b_dec": "b_dec"}
-        threshold_key = "activation_function.threshold"
-    else:
-        enc = [load_file(str(directory / f"W_enc_{i}.safetensors")) for i in range(n_layers)]
-        files = [{k.rsplit("_", 1)[0]: v for k, v in f.items()} for f in enc]
-        stack = lambda key: torch.stack([f[key] for f in files])  # noqa: E731
-        tc = CrossLayerTranscoder(n_layers, cfg["d_model"], cfg["n_features"], **hooks)
-        for i in range(n_layers):
-            tc.W_dec[i].data = load_file(str(directory / f"W_dec_{i}.safetensors"))[f"W_dec_{i}"]
-        names = {"W_enc": "W_enc", "b_enc": "b_enc", "b_dec": "b_dec"}
-        threshold_key = "threshold"
-    for attr, key in names.items():
-        getattr(tc, attr).data = stack(key)
-    if threshold_key in files[0]:
-        tc.threshold = stack(threshold_key)
-    tc.eval()
-    return tc
 
 
 # ---- activations -----------------------------------------------------------------------------

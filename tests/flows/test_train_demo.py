@@ -4,8 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from attribution.training.language_model import load_language_model
-from attribution.training.transcoders import load_trained_transcoders
+from attribution import load_model, load_transcoders
 from flows.train_demo import train_demo_command
 
 
@@ -20,13 +19,14 @@ def test_quick_train_demo_end_to_end(prefect_api, tmp_path):
     for kind, files in [("plt", "layer_1.safetensors"), ("clt", "W_dec_1.safetensors")]:
         assert (out / "transcoders" / kind / "config.yaml").is_file()
         assert (out / "transcoders" / kind / files).is_file()
-        assert load_trained_transcoders(out / "transcoders" / kind).n_layers == 2
-    model = load_language_model(out)
+        assert load_transcoders(out / "transcoders" / kind).n_layers == 2
+    model = load_model(out)
     assert model.cfg.n_layers == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["transcoders"]) == {"plt", "clt"}
+    assert metrics["transcoders"]["plt"]["attribution"]["n_nodes"] > 0
     card = (out / "MODEL_CARD.md").read_text()
-    for heading in ["## Model", "## Transcoders", "## Files and time", "FVU"]:
+    for heading in ["## Model", "## Transcoders", "## Attribution", "## Files and time"]:
         assert heading in card
 
 

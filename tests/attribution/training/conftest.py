@@ -18,9 +18,9 @@ def shipped_dir() -> Path:
 @pytest.fixture(scope="session")
 def shipped_model(shipped_dir):
     """The shipped HookedTransformer, loaded offline."""
-    from attribution.training.language_model import load_language_model
+    from attribution import load_model
 
-    return load_language_model(shipped_dir)
+    return load_model(shipped_dir)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
+from attribution import load_transcoders
 from attribution.training import evaluate
 from attribution.training.config import TranscoderTrainConfig
+from attribution.training.evaluate import DenseDecoder
 from attribution.training.transcoders import (
     CrossLayerTranscoder,
     PerLayerTranscoders,
     batch_threshold,
-    load_trained_transcoders,
     train_transcoders,
 )
 
@@ -18,7 +19,8 @@ SETS = ["plt", "clt"]
 
 @pytest.fixture(scope="module", params=SETS)
 def shipped_set(request, shipped_dir):
-    return request.param, load_trained_transcoders(shipped_dir / "transcoders" / request.param)
+    directory = shipped_dir / "transcoders" / request.param
+    return request.param, load_transcoders(directory, lazy_decoder=False)
 
 
 def test_reconstruction_target(shipped_model, shipped_set, eval_tokens):
@@ -68,19 +70,24 @@ def test_reference_reads_the_shipped_files(shipped_dir, shipped_model, shipped_s
     pytest.importorskip("circuit_tracer")
     kind, tc = shipped_set
     ref = _reference(kind, shipped_dir / "transcoders" / kind)
-    x, _ = evaluate.mlp_activations(shipped_model, eval_tokens[:2], tc.input_hook, tc.output_hook)
+    x, _ = evaluate.mlp_activations(
+        shipped_model, eval_tokens[:2], tc.feature_input_hook, tc.feature_output_hook
+    )
     x = x.flatten(1, 2)  # (L, N, d)
-    ours = tc.encode(x)
+    ours = {layer: tc.encode(layer, x[layer]) for layer in range(4)}  # each (N, F)
+    decoder = DenseDecoder(tc)
     with torch.no_grad():
         for layer in range(4):
             torch.testing.assert_close(ref.encode_layer(x[layer], layer), ours[layer])
         if kind == "plt":
             for layer in range(4):
                 got = ref.transcoders[layer].decode(ours[layer])
-                torch.testing.assert_close(got, tc.decode(ours)[layer], atol=1e-4, rtol=1e-4)
+                want = decoder.decode_layer(ours, layer)
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
         else:
-            got = ref.decode(ours)  # (L, N, d)
-            torch.testing.assert_close(got, tc.decode(ours), atol=1e-4, rtol=1e-4)
+            got = ref.decode(torch.stack([ours[layer] for layer in range(4)]))  # (L, N, d)
+            want = torch.stack([decoder.decode_layer(ours, layer) for layer in range(4)])
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("cls", [PerLayerTranscoders, CrossLayerTranscoder])
@@ -94,10 +101,18 @@ def test_save_load_round_trip(tmp_path, cls, jump):
     if jump:
         tc.threshold = torch.rand(3, 16)
     tc.save(tmp_path, "tiny")
-    back = load_trained_transcoders(tmp_path)
-    assert type(back) is cls
+    back = load_transcoders(tmp_path, lazy_decoder=False)
+    assert back.cross_layer == (cls is CrossLayerTranscoder)
+    assert back.activation.kind == ("jumprelu" if jump else "relu")
     x = torch.randn(3, 5, 8)
-    torch.testing.assert_close(back.decode(back.encode(x)), tc.decode(tc.encode(x)))
+    acts = {layer: back.encode(layer, x[layer]) for layer in range(3)}
+    with torch.no_grad():
+        want_acts = tc.encode(x)
+        want = tc.decode(want_acts)
+    decoder = DenseDecoder(back)
+    for layer in range(3):
+        torch.testing.assert_close(acts[layer], want_acts[layer])
+        torch.testing.assert_close(decoder.decode_layer(acts, layer), want[layer])
 
 
 def test_cross_layer_decode_sums_earlier_layers():
