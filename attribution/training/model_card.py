@@ -188,7 +188,11 @@ def render(metrics: dict[str, Any]) -> str:
         f"{_check(total_mb < 20)}).",
     ]
     if seconds is not None:
-        lines.append(f"train-demo wall time: {seconds:.0f} s ({seconds / 60:.1f} min).")
+        threads = training.get("torch_threads")
+        lines.append(
+            f"train-demo wall time: {seconds:.0f} s ({seconds / 60:.1f} min) from the flow's "
+            f"start, on {threads} PyTorch thread(s)."
+        )
     lines.append(
         f"Steps: language model {training['model']['seconds']:.0f} s, per-layer transcoders "
         f"{training['plt']['seconds']:.0f} s, cross-layer transcoder "

@@ -43,13 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from attribution.training.config import TranscoderTrainConfig
+from attribution.transcoders import CROSS_LAYER, PER_LAYER, Activation, save_transcoders
 
 
 class Transcoders(nn.Module):
@@ -59,7 +58,7 @@ class Transcoders(nn.Module):
     `threshold` None means ReLU; a tensor means JumpReLU: a = pre * (pre > threshold).
     """
 
-    kind: str
+    kind: str  # "transcoder_set" or "cross_layer_transcoder" (config.yaml's model_kind)
 
     def __init__(
         self,
@@ -137,24 +136,34 @@ class Transcoders(nn.Module):
         """Multiply every output (decoders and b_dec) of layer l by scale[l] (shape (L,))."""
         raise NotImplementedError
 
-    def config(self, model_name: str) -> dict[str, Any]:
-        """config.yaml contents in the public layout."""
-        return {
-            "model_kind": self.kind,
-            "model_name": model_name,
-            "feature_input_hook": self.input_hook,
-            "feature_output_hook": self.output_hook,
-            "activation": "relu" if self.threshold is None else "jumprelu",
-            "n_layers": self.n_layers,
-            "d_model": self.d_model,
-            "n_features": self.n_features,
-        }
+    def save(self, directory: str | Path, model_name: str) -> Path:
+        """Write the public layout (config.yaml + safetensors, float32) with
+        `attribution.transcoders.save_transcoders`, the writer that matches the loader."""
+        W_dec = self.W_dec if isinstance(self, PerLayerTranscoders) else list(self.W_dec)
+        return save_transcoders(
+            directory,
+            kind=self.kind,
+            W_enc=self.W_enc.detach().float(),
+            W_dec=W_dec,
+            b_enc=self.b_enc.detach().float(),
+            b_dec=self.b_dec.detach().float(),
+            feature_input_hook=self.input_hook,
+            feature_output_hook=self.output_hook,
+            activation=Activation("relu" if self.threshold is None else "jumprelu"),
+            threshold=self.threshold,
+            extra_config={
+                "model_name": model_name,
+                "n_layers": self.n_layers,
+                "d_model": self.d_model,
+                "n_features": self.n_features,
+            },
+        )
 
 
 class PerLayerTranscoders(Transcoders):
     """One transcoder per layer. W_dec (L, F, d): feature f of layer l writes W_dec[l, f]."""
 
-    kind = "transcoder_set"
+    kind = PER_LAYER
 
     def __init__(self, n_layers: int, d_model: int, n_features: int, **hooks: str) -> None:
         super().__init__(n_layers, d_model, n_features, **hooks)
@@ -177,28 +186,11 @@ class PerLayerTranscoders(Transcoders):
             self.W_dec.mul_(scale[:, None, None])
             self.b_dec.mul_(scale[:, None])
 
-    def save(self, directory: str | Path, model_name: str) -> Path:
-        """Write config.yaml and layer_{i}.safetensors (float32)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for i in range(self.n_layers):
-            tensors = {
-                "W_enc": self.W_enc[i],
-                "W_dec": self.W_dec[i],
-                "b_enc": self.b_enc[i],
-                "b_dec": self.b_dec[i],
-            }
-            if self.threshold is not None:
-                tensors["activation_function.threshold"] = self.threshold[i]
-            _save(tensors, directory / f"layer_{i}.safetensors")
-        _write_config(directory, self.config(model_name))
-        return directory
-
 
 class CrossLayerTranscoder(Transcoders):
     """Features read at layer i and write to layers i..L-1. W_dec[i] is (F, L - i, d)."""
 
-    kind = "cross_layer_transcoder"
+    kind = CROSS_LAYER
 
     def __init__(self, n_layers: int, d_model: int, n_features: int, **hooks: str) -> None:
         super().__init__(n_layers, d_model, n_features, **hooks)
@@ -230,31 +222,6 @@ class CrossLayerTranscoder(Transcoders):
             for i, w in enumerate(self.W_dec):
                 w.mul_(scale[i:][None, :, None])
             self.b_dec.mul_(scale[:, None])
-
-    def save(self, directory: str | Path, model_name: str) -> Path:
-        """Write config.yaml, W_enc_{i}.safetensors and W_dec_{i}.safetensors (float32)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for i in range(self.n_layers):
-            enc = {
-                f"W_enc_{i}": self.W_enc[i],
-                f"b_enc_{i}": self.b_enc[i],
-                f"b_dec_{i}": self.b_dec[i],
-            }
-            if self.threshold is not None:
-                enc[f"threshold_{i}"] = self.threshold[i]
-            _save(enc, directory / f"W_enc_{i}.safetensors")
-            _save({f"W_dec_{i}": self.W_dec[i]}, directory / f"W_dec_{i}.safetensors")
-        _write_config(directory, self.config(model_name))
-        return directory
-
-
-def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().float().contiguous().clone() for k, v in tensors.items()}, str(path))
-
-
-def _write_config(directory: Path, config: dict[str, Any]) -> None:
-    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 # ---- activations -----------------------------------------------------------------------------
