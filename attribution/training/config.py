@@ -53,7 +53,7 @@ class TranscoderTrainConfig:
     l1_coefficient: float = 0.02
     jumprelu_finetune_fraction: float = 0.2
     lr: float = 5e-3
-    batch_size: int = 2048
+    batch_size: int = 1024
     steps: int = 600
     input_hook: str = "ln2.hook_normalized"
     output_hook: str = "hook_mlp_out"
