@@ -88,6 +88,11 @@ _recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 RECENT_RECORDS = 6
 
 
+def forget_records() -> None:
+    """Drop the in-memory records (as a new process would start)."""
+    _recent.clear()
+
+
 def _remember(where: tuple[str, str, str], record: Any) -> Any:
     _recent[where] = record
     _recent.move_to_end(where)
