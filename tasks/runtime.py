@@ -50,6 +50,11 @@ class Setup:
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
         transcoders/<name>/), a directory, or a hub reference.
         """
+        if not model and not BUILTIN_MODEL.is_dir():
+            raise ValueError(
+                f"the built-in model is missing at {BUILTIN_MODEL}: regenerate it with "
+                "`circuitflow train-demo`, or pass --model"
+            )
         model_path = _existing_path(model) if model else str(BUILTIN_MODEL)
         name = transcoders or "plt"
         if name in TRANSCODER_PRESETS:
