@@ -267,7 +267,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     from flows.settings import quiet_flows
     from flows.sweep import dask_runner
     from flows.sweep import sweep as sweep_flow
-    from flows.sweeps import SweepFileError
+    from flows.sweep_files import SweepFileError
 
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}

@@ -16,7 +16,7 @@ from prefect.futures import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.sweeps import expand
+from flows.sweep_files import expand
 from tasks.chain import RunOutcome, attribute_run_task
 from tasks.runs import RunParams
 from tasks.runtime import Setup
@@ -48,7 +48,7 @@ def sweep(
     params: dict | None = None,
     show_progress: bool = True,
 ) -> list[dict]:
-    """Run every prompt of `file` with every combination of its grid; see flows.sweeps."""
+    """Run every prompt of `file` with every combination of its grid; see flows.sweep_files."""
     params = dict(params or {})
     params["targets"] = tuple(params.get("targets") or ())
     items, file_model = expand(file, RunParams(**params), transcoders)

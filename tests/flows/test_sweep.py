@@ -73,3 +73,28 @@ def test_killed_sweep_resumes_without_recomputing(prefect_api, toy_model_dir, tm
         len(failed) == 1 and failed[0]["prompt"] == "w1 zebra w2" and "zebra" in failed[0]["error"]
     )
     assert sorted(r["prompt"] for r in rows) == sorted(prompts)
+
+
+def test_sweep_on_an_existing_dask_cluster(prefect_api, toy_model_dir, tmp_path):
+    from distributed import LocalCluster
+
+    (tmp_path / "prompts.txt").write_text("w1 w2 w3\nw4 w5\n")
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        command = CLI + [
+            "sweep",
+            str(tmp_path / "prompts.txt"),
+            "--model",
+            str(toy_model_dir),
+            "--store",
+            str(tmp_path / "store"),
+            "--dask-address",
+            cluster.scheduler_address,
+            "--json",
+        ]
+        env = os.environ | {"PREFECT_API_URL": prefect_api}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [o["status"] for o in json.loads(done.stdout)] == ["ok", "ok"]
+    assert len(recorded(tmp_path / "store")) == 2
