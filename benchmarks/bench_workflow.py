@@ -59,7 +59,7 @@ def sweep_prompts(n: int) -> list[str]:
     return [facts[i % len(facts)].prompt for i in range(n)]
 
 
-def bench_sweep(n_prompts: int, workers: list[int], model: str | None) -> None:
+def bench_sweep(n_prompts: int, workers: list[int], model: str | None, modes: list[str]) -> None:
     from flows.settings import configure, quiet_flows
 
     configure()
@@ -72,10 +72,14 @@ def bench_sweep(n_prompts: int, workers: list[int], model: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp, quiet_flows():
         prompts = Path(tmp) / "prompts.txt"
         prompts.write_text("\n".join(sweep_prompts(n_prompts)) + "\n")
-        attribute_prompt(Setup.resolve(model, "plt", f"{tmp}/warm"), RunRequest(SEED))
+        if "flow" in modes:
+            attribute_prompt(Setup.resolve(model, "plt", f"{tmp}/warm"), RunRequest(SEED))
         for n in workers:
-            # As a user runs it: Prefect server, Dask cluster and workers all start inside.
-            store = f"{tmp}/cmd-{n}"
+            if "command" in modes:
+                # As a user runs it: Prefect server, Dask cluster and workers all start inside.
+                bench_command(prompts, n, f"{tmp}/cmd-{n}", model)
+            if "flow" not in modes:
+                continue
             command = [
                 sys.executable,
                 "-m",
@@ -98,6 +102,16 @@ def bench_sweep(n_prompts: int, workers: list[int], model: str | None) -> None:
             report("flow", n, time.perf_counter() - start, Store(store))
 
 
+def bench_command(prompts: Path, n: int, store: str, model: str | None) -> None:
+    from store import Store
+
+    command = [sys.executable, "-m", "flows.cli", "sweep", str(prompts), "--workers", str(n)]
+    command += ["--store", store, "--json"] + (["--model", model] if model else [])
+    start = time.perf_counter()
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    report("command", n, time.perf_counter() - start, Store(store))
+
+
 def report(what: str, workers: int, wall: float, store) -> None:
     row = store.query(
         "SELECT (SELECT count(*) FROM runs WHERE status = 'ok') AS ok, "
@@ -118,11 +132,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", default=None, help="model directory [default: built-in]")
+    parser.add_argument("--modes", nargs="+", choices=["command", "flow"], default=["command"])
     args = parser.parse_args()
     if args.what == "reprune":
         bench_reprune(args.model)
     else:
-        bench_sweep(args.prompts, args.workers, args.model)
+        bench_sweep(args.prompts, args.workers, args.model, args.modes)
 
 
 if __name__ == "__main__":

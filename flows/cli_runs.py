@@ -163,13 +163,16 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
     """
     configure(kwargs["verbose"])
+    from flows.settings import quiet_flows, start_server_early
+
+    server_up = start_server_early()
     from flows.attribute import attribute_prompt
     from flows.report import run_report
-    from flows.settings import quiet_flows
     from tasks.runs import RunRequest
 
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     request = RunRequest(prompt, run_params(kwargs))
+    server_up()
     with quiet_flows():
         summary = attribute_prompt(setup, request)
     if summary.status != "ok":
@@ -435,3 +438,11 @@ def schedule(
 
 
 COMMANDS = [attribute, sweep, reprune, export, schedule]
+# Commands whose module is heavy to import, loaded only when they run (or show their help).
+LAZY_COMMANDS = {
+    "train-demo": (
+        "flows.train_demo",
+        "train_demo_command",
+        "Train the built-in model and its transcoders; write MODEL_CARD.md.",
+    )
+}
