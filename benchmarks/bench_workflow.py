@@ -80,19 +80,6 @@ def bench_sweep(n_prompts: int, workers: list[int], model: str | None, modes: li
                 bench_command(prompts, n, f"{tmp}/cmd-{n}", model)
             if "flow" not in modes:
                 continue
-            command = [
-                sys.executable,
-                "-m",
-                "flows.cli",
-                "sweep",
-                str(prompts),
-                "--workers",
-                str(n),
-            ]
-            command += ["--store", store, "--json"] + (["--model", model] if model else [])
-            start = time.perf_counter()
-            subprocess.run(command, capture_output=True, text=True, check=True)
-            report("command", n, time.perf_counter() - start, Store(store))
             # The flow alone, with the Prefect server already up (cluster start included).
             store = f"{tmp}/flow-{n}"
             start = time.perf_counter()
