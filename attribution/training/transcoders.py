@@ -51,8 +51,10 @@ from attribution.training.config import TranscoderTrainConfig
 from attribution.transcoders import CROSS_LAYER, PER_LAYER, Activation, save_transcoders
 
 
-class Transcoders(nn.Module):
-    """The shared part of per-layer and cross-layer transcoders: encoders and the activation.
+class TrainableTranscoders(nn.Module):
+    """Trainable transcoders (nn.Module); the shared part of both kinds: encoders, activation.
+
+    Training-side only: attribution reads the saved files with `attribution.load_transcoders`.
 
     Shapes: W_enc (L, F, d), b_enc (L, F), b_dec (L, d), threshold (L, F) or None.
     `threshold` None means ReLU; a tensor means JumpReLU: a = pre * (pre > threshold).
@@ -98,18 +100,10 @@ class Transcoders(nn.Module):
         """Feature activations (L, N, F) for inputs x (L, N, d)."""
         return self.activate(self.pre_activations(x))
 
-    def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Feature activations (..., F) at one layer for inputs (..., d)."""
-        return self.activate(x @ self.W_enc[layer].T + self.b_enc[layer], layer)
-
     # ---- decoding (kind-specific) --------------------------------------------------------------
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """Reconstructions (L, N, d) of every layer's MLP output from activations (L, N, F)."""
-        raise NotImplementedError
-
-    def decode_layer(self, acts: dict[int, torch.Tensor], layer: int) -> torch.Tensor:
-        """Reconstruction (..., d) of one layer's MLP output from activations of layers <= it."""
         raise NotImplementedError
 
     def decoder_norms(self) -> torch.Tensor:
@@ -160,7 +154,7 @@ class Transcoders(nn.Module):
         )
 
 
-class PerLayerTranscoders(Transcoders):
+class PerLayerTranscoders(TrainableTranscoders):
     """One transcoder per layer. W_dec (L, F, d): feature f of layer l writes W_dec[l, f]."""
 
     kind = PER_LAYER
@@ -171,9 +165,6 @@ class PerLayerTranscoders(Transcoders):
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         return torch.einsum("lnf,lfd->lnd", acts, self.W_dec) + self.b_dec[:, None]
-
-    def decode_layer(self, acts: dict[int, torch.Tensor], layer: int) -> torch.Tensor:
-        return acts[layer] @ self.W_dec[layer] + self.b_dec[layer]
 
     def decoder_norms(self) -> torch.Tensor:
         return self.W_dec.norm(dim=-1)
@@ -187,7 +178,7 @@ class PerLayerTranscoders(Transcoders):
             self.b_dec.mul_(scale[:, None])
 
 
-class CrossLayerTranscoder(Transcoders):
+class CrossLayerTranscoder(TrainableTranscoders):
     """Features read at layer i and write to layers i..L-1. W_dec[i] is (F, L - i, d)."""
 
     kind = CROSS_LAYER
@@ -199,16 +190,13 @@ class CrossLayerTranscoder(Transcoders):
         )
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
-        outs = [
-            self.decode_layer({i: acts[i] for i in range(l + 1)}, l) for l in range(self.n_layers)
-        ]
+        outs = []
+        for layer in range(self.n_layers):
+            out = self.b_dec[layer]
+            for i in range(layer + 1):
+                out = out + acts[i] @ self.W_dec[i][:, layer - i]  # (N, F) @ (F, d)
+            outs.append(out)
         return torch.stack(outs)
-
-    def decode_layer(self, acts: dict[int, torch.Tensor], layer: int) -> torch.Tensor:
-        out = self.b_dec[layer]
-        for i in range(layer + 1):
-            out = out + acts[i] @ self.W_dec[i][:, layer - i]  # (..., F) @ (F, d)
-        return out
 
     def decoder_norms(self) -> torch.Tensor:
         return torch.stack([w.flatten(1).norm(dim=-1) for w in self.W_dec])
@@ -278,7 +266,7 @@ class _DeadFeatureTracker:
 class TranscoderTrainResult:
     """A trained transcoder set plus what training measured."""
 
-    transcoders: Transcoders
+    transcoders: TrainableTranscoders
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -301,7 +289,9 @@ def batch_threshold(
     return values.kthvalue(rank, dim=-1).values.clamp_min(0.0)
 
 
-def _init(tc: Transcoders, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> None:
+def _init(
+    tc: TrainableTranscoders, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+) -> None:
     """Unit-norm random decoder rows, encoder = decoder transposed, b_dec = mean output."""
     with torch.no_grad():
         L, F, d = tc.n_layers, tc.n_features, tc.d_model
