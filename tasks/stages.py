@@ -85,7 +85,7 @@ class Artifact:
 # Stage records by (store root, stage, key). Objects never change under a key, so a record read
 # or computed once in this process can serve the next stage of the same run without a reread.
 _recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
-RECENT_RECORDS = 6
+RECENT_RECORDS = 12
 
 
 def forget_records() -> None:
@@ -127,6 +127,7 @@ def run_stage(
             writer.put_file(name, data)
     if artifact.record is not None:
         _remember((store.root, stage, key), artifact.record)
+    _remember((store.root, f"{stage}/tensors", key), artifact.tensors)
     return StageOutput(stage, key, "computed", time.perf_counter() - start)
 
 
@@ -153,6 +154,16 @@ def stage_record(setup: Setup, stage: str, output: StageOutput, cls):
         _recent.move_to_end(where)
         return _recent[where]
     return _remember(where, read_record(load(setup, stage, output), cls))
+
+
+def stage_tensors(setup: Setup, stage: str, output: StageOutput) -> dict[str, torch.Tensor]:
+    """Every tensor of a stored stage output, from memory when this process has them."""
+    where = (open_store(setup.store).root, f"{stage}/tensors", output.key)
+    if where in _recent:
+        _recent.move_to_end(where)
+        return _recent[where]
+    obj = load(setup, stage, output)
+    return _remember(where, {name: obj.torch(name) for name in obj.tensors})
 
 
 def load_graph(setup: Setup, pre: StageOutput, targets: StageOutput, rows: StageOutput):
@@ -392,11 +403,11 @@ def pruned_result(setup: Setup, pruned: StageOutput, graph: AttributionGraph):
     """The stored prune masks as a `PruneResult` (the edge mask rebuilt from kept edges)."""
     from attribution import PruneResult
 
-    obj = load(setup, "prune", pruned)
-    edges = obj.torch("kept_edges")
+    tensors = stage_tensors(setup, "prune", pruned)
+    edges = tensors["kept_edges"]
     edge_mask = torch.zeros(graph.n_nodes, graph.n_nodes, dtype=torch.bool)
     edge_mask[edges[:, 0], edges[:, 1]] = True
-    return PruneResult(obj.torch("node_mask"), edge_mask, obj.torch("cumulative_scores"))
+    return PruneResult(tensors["node_mask"], edge_mask, tensors["cumulative_scores"])
 
 
 def _stack(trace: list[torch.Tensor], n_nodes: int) -> torch.Tensor:
