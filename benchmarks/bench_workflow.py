@@ -84,7 +84,7 @@ def bench_sweep(n_prompts: int, workers: list[int], model: str | None, modes: li
             store = f"{tmp}/flow-{n}"
             start = time.perf_counter()
             sweep.with_options(task_runner=dask_runner(n))(
-                file=str(prompts), model=model, store=store, show_progress=False
+                file=str(prompts), model=model, store=store, show_progress=False, workers=n
             )
             report("flow", n, time.perf_counter() - start, Store(store))
 

@@ -284,6 +284,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
                 store=setup.store,
                 params=params,
                 show_progress=not as_json,
+                workers=workers,
             )
     except SweepFileError as error:
         raise click.UsageError(str(error)) from None
@@ -432,6 +433,7 @@ def schedule(
             "store": setup.store,
             "params": params,
             "show_progress": False,
+            "workers": workers,
         },
         print_starting_message=False,
     )

@@ -1,9 +1,9 @@
 """The `sweep` flow: many prompts x a grid of settings, on a Dask task runner.
 
-Each run is one task (`attribute-run`) handed to Dask; workers are separate processes, each with
-its own copy of the model, loaded once. Inside a run every stage is looked up in the store first,
-so a sweep that was interrupted resumes where it stopped, recomputing nothing stored. A failing
-prompt is recorded in `runs` with its error; the others go on.
+Runs go to Dask a few at a time, as `attribute-runs` tasks; workers are separate processes,
+each with its own copy of the model, loaded once. Inside a run every stage is looked up in the
+store first, so a sweep that was interrupted resumes where it stopped, recomputing nothing
+stored. A failing prompt is recorded in `runs` with its error; the others go on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.sweep_files import expand
-from tasks.chain import RunOutcome, attribute_run_task
+from tasks.chain import RunOutcome, attribute_runs_task
 from tasks.runs import RunParams
 from tasks.runtime import Setup
 
@@ -47,6 +47,7 @@ def sweep(
     store: str | None = None,
     params: dict | None = None,
     show_progress: bool = True,
+    workers: int = 2,
 ) -> list[dict]:
     """Run every prompt of `file` with every combination of its grid; see flows.sweep_files."""
     params = dict(params or {})
@@ -55,7 +56,12 @@ def sweep(
     setups = {
         tc: Setup.resolve(model or file_model, tc, store) for tc in {i.transcoders for i in items}
     }
-    futures = [attribute_run_task.submit(setups[i.transcoders], i.request) for i in items]
+    runs = [(setups[i.transcoders], i.request) for i in items]
+    size = batch_size(len(runs), workers)
+    futures = [
+        attribute_runs_task.submit(runs[start : start + size])
+        for start in range(0, len(runs), size)
+    ]
 
     outcomes: list[RunOutcome] = []
     start = time.perf_counter()
@@ -64,13 +70,14 @@ def sweep(
             "prompts", total=len(futures), cached=0, computed=0, failed=0, rate=0.0
         )
         for future in as_completed(futures):
-            outcomes.append(future.result())
+            done = future.result()
+            outcomes.extend(done)
             failed = sum(o.status == "failed" for o in outcomes)
             cached = sum(o.cached for o in outcomes)
             rate = 60 * len(outcomes) / max(time.perf_counter() - start, 1e-9)
             progress.update(
                 bar,
-                advance=1,
+                advance=len(done),
                 cached=cached,
                 computed=len(outcomes) - cached - failed,
                 failed=failed,
@@ -81,6 +88,12 @@ def sweep(
         | {"stages": [dataclasses.asdict(s) for s in o.stages]}
         for o in outcomes
     ]
+
+
+def batch_size(n_runs: int, workers: int) -> int:
+    """Runs per task: enough to spread the fixed cost of a task run, small enough that every
+    worker gets several tasks (so they finish together) and progress moves often."""
+    return max(1, min(8, n_runs // (4 * max(workers, 1))))
 
 
 def _progress(show: bool) -> Progress:
