@@ -24,8 +24,20 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+DEMO_PROMPT := The capital of the state containing Dallas is
+
 demo: $(STAMP)
-	@echo "circuitflow demo: not yet (the workflow issue adds it)"
+	$(VENV)/bin/circuitflow attribute "$(DEMO_PROMPT)"
+	@echo
+	@echo "Next steps:"
+	@echo "  open the graph JSON above in a Neuronpedia-compatible viewer, or write it out:"
+	@echo "    .venv/bin/circuitflow export <run_id> --out dallas.json"
+	@echo "  query every run in the catalog with SQL:"
+	@echo "    .venv/bin/circuitflow query \"SELECT run_id, prompt, n_nodes_kept, replacement_score FROM runs\""
+	@echo "  re-prune at another threshold (only prune and export recompute):"
+	@echo "    .venv/bin/circuitflow attribute \"$(DEMO_PROMPT)\" --node-threshold 0.6"
+	@echo "  sweep many prompts on Dask:"
+	@echo "    .venv/bin/circuitflow sweep configs/sweeps/capitals.yaml --workers 2"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

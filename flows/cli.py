@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import sys
 from datetime import datetime
 from typing import Any
 
+from flows.settings import configure
+
+configure()  # before Prefect is first imported: a quiet, project-local Prefect
+
 import click
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli_runs import COMMANDS
+from flows.cli_runs import COMMANDS, LAZY_COMMANDS
 from store import QuerySession, Store, StoreError, maintenance
 from store.query import head, write_csv, write_json
 
@@ -25,7 +30,26 @@ store_option = click.option("--store", "store_url", metavar="URL", default=None,
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A command group that imports some commands' modules only when they are used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attr, _ = LAZY_COMMANDS[name]
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(70)) for name, cmd in self.commands.items()]
+        rows += [(name, short) for name, (_, _, short) in LAZY_COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup)
 def main() -> None:
     """circuitflow: attribution graphs as a cached workflow."""
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from flows.settings import configure
 
 console = Console(width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 STORE_HELP = (
     "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
@@ -129,12 +129,19 @@ def run_params(kwargs: dict):
 
 
 def resolve_setup(model, transcoders, store_url):
-    from tasks.runtime import Setup
+    """The run's setup, with the model and transcoders checked before any flow starts."""
+    from tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
-        return Setup.resolve(model, transcoders, store_url)
+        setup = Setup.resolve(model, transcoders, store_url)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    try:
+        model_identity(setup.model)
+        transcoders_identity(setup.transcoders)
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    return setup
 
 
 # --------------------------------------------------------------------------------- attribute
@@ -156,13 +163,16 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
     """
     configure(kwargs["verbose"])
+    from flows.settings import quiet_flows, start_server_early
+
+    server_up = start_server_early()
     from flows.attribute import attribute_prompt
     from flows.report import run_report
-    from flows.settings import quiet_flows
     from tasks.runs import RunRequest
 
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     request = RunRequest(prompt, run_params(kwargs))
+    server_up()
     with quiet_flows():
         summary = attribute_prompt(setup, request)
     if summary.status != "ok":
@@ -260,7 +270,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     from flows.settings import quiet_flows
     from flows.sweep import dask_runner
     from flows.sweep import sweep as sweep_flow
-    from flows.sweeps import SweepFileError
+    from flows.sweep_files import SweepFileError
 
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}
@@ -274,6 +284,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
                 store=setup.store,
                 params=params,
                 show_progress=not as_json,
+                workers=workers,
             )
     except SweepFileError as error:
         raise click.UsageError(str(error)) from None
@@ -312,9 +323,9 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
     from flows.reprune import UnknownRunError
     from flows.reprune import reprune as reprune_flow
     from flows.settings import quiet_flows
-    from tasks.runtime import Setup
+    from tasks.runtime import store_root
 
-    root = Setup.resolve(store=store_url).store
+    root = store_root(store_url)
     try:
         with quiet_flows():
             summaries = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
@@ -352,9 +363,9 @@ def export(run_id: str, out: str | None, store_url: str | None) -> None:
       circuitflow export 20d56149989e41d4c707 --out dallas.json
     """
     from flows.report import graph_json_object
-    from tasks.runtime import Setup
+    from tasks.runtime import store_root
 
-    root = Setup.resolve(store=store_url).store
+    root = store_root(store_url)
     try:
         data = graph_json_object(root, run_id).blob("graph.json")
     except LookupError as error:
@@ -381,9 +392,10 @@ def schedule(
 ) -> None:
     """Serve FILE's sweep as a Prefect deployment on a cron schedule.
 
-    Needs a running Prefect server (runs, schedules and deployments live there):
+    Needs a running Prefect server (runs, schedules and deployments live there).
 
     \b
+    Example:
       prefect server start                                   # in one terminal
       export PREFECT_API_URL=http://127.0.0.1:4200/api
       circuitflow schedule configs/sweeps/capitals.yaml --cron "0 3 * * *"
@@ -421,9 +433,18 @@ def schedule(
             "store": setup.store,
             "params": params,
             "show_progress": False,
+            "workers": workers,
         },
         print_starting_message=False,
     )
 
 
 COMMANDS = [attribute, sweep, reprune, export, schedule]
+# Commands whose module is heavy to import, loaded only when they run (or show their help).
+LAZY_COMMANDS = {
+    "train-demo": (
+        "flows.train_demo",
+        "train_demo_command",
+        "Train the built-in model and its transcoders; write MODEL_CARD.md.",
+    )
+}

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -39,6 +40,24 @@ def configure(verbose: bool = False) -> None:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
         for logger in ("FLOW_RUNS", "TASK_RUNS"):
             os.environ[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "INFO"
+
+
+def start_server_early() -> Callable[[], None]:
+    """Start Prefect's temporary server now, in a thread, when no API is configured.
+
+    It takes seconds to boot, and so does importing PyTorch and TransformerLens: doing both at
+    once saves the shorter of the two. Returns a function that waits until it is up; call it
+    before the first flow runs. With PREFECT_API_URL set, nothing starts.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
+    thread.start()
+    return thread.join
 
 
 @contextlib.contextmanager

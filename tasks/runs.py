@@ -131,14 +131,17 @@ def catalog_rows(
     setup: Setup, request: RunRequest, rid: str, out: dict[str, StageOutput], seconds: float
 ) -> dict[str, list[dict]]:
     """The runs, nodes, edges, logits and influence_traces rows of a finished run."""
-    from tasks.stages import pruned_result
+    from attribution import Precompute
+    from tasks.stages import pruned_result, stage_record, stage_tensors
 
     start = time.perf_counter()
     graph = load_graph(setup, out["precompute"], out["targets"], out["rows"])
     influence_obj = load(setup, "influence", out["influence"])
     prune_obj = load(setup, "prune", out["prune"])
+    influence_tensors = stage_tensors(setup, "influence", out["influence"])
+    prune_tensors = stage_tensors(setup, "prune", out["prune"])
     pruned = pruned_result(setup, out["prune"], graph)
-    influence = influence_obj.torch("influence")
+    influence = influence_tensors["influence"]
     cumulative = pruned.cumulative_scores
 
     ids, kinds = graph.node_ids(), graph.node_kinds()
@@ -154,15 +157,15 @@ def catalog_rows(
         }
         nodes.append(row | _node_place(graph, index, kind))
 
-    kept_edges = prune_obj.torch("kept_edges")
-    scores = prune_obj.torch("edge_scores").tolist()
+    kept_edges = prune_tensors["kept_edges"]
+    scores = prune_tensors["edge_scores"].tolist()
     weights = graph.adjacency[kept_edges[:, 0], kept_edges[:, 1]].tolist()
     edges = [
         {"source": ids[s], "target": ids[t], "weight": w, "score": sc}
         for (t, s), w, sc in zip(kept_edges.tolist(), weights, scores, strict=True)
     ]
 
-    pre_logits = load(setup, "precompute", out["precompute"]).torch("last_logits")
+    pre_logits = stage_record(setup, "precompute", out["precompute"], Precompute).last_logits
     logits = [
         {
             "rank": rank,
@@ -174,8 +177,8 @@ def catalog_rows(
         for rank, token in enumerate(graph.logit_token_ids.tolist())
     ]
 
-    traces = _trace_rows("node", influence_obj.torch("trace")) + _trace_rows(
-        "edge", prune_obj.torch("edge_trace")
+    traces = _trace_rows("node", influence_tensors["trace"]) + _trace_rows(
+        "edge", prune_tensors["edge_trace"]
     )
     run = _run_row(setup, request, rid) | {
         "prompt_hash": load(setup, "tokenize", out["tokenize"]).attrs["prompt_hash"],

@@ -50,6 +50,11 @@ class Setup:
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
         transcoders/<name>/), a directory, or a hub reference.
         """
+        if not model and not BUILTIN_MODEL.is_dir():
+            raise ValueError(
+                f"the built-in model is missing at {BUILTIN_MODEL}: regenerate it with "
+                "`circuitflow train-demo`, or pass --model"
+            )
         model_path = _existing_path(model) if model else str(BUILTIN_MODEL)
         name = transcoders or "plt"
         if name in TRANSCODER_PRESETS:
@@ -61,10 +66,9 @@ class Setup:
             tc_path = str(Path(model_path) / "transcoders" / name)
         else:
             tc_path = _existing_path(name)
-        root = store or os.environ.get("CIRCUITFLOW_STORE") or ".circuitflow/store"
-        if "://" not in root:
-            root = str(Path(root).expanduser().resolve())
-        return cls(model=model_path, transcoders=tc_path, store=root, device=device or "cpu")
+        return cls(
+            model=model_path, transcoders=tc_path, store=store_root(store), device=device or "cpu"
+        )
 
     @property
     def model_label(self) -> str:
@@ -75,6 +79,13 @@ class Setup:
     def transcoders_label(self) -> str:
         path = Path(self.transcoders)
         return path.name if path.is_dir() else self.transcoders
+
+
+def store_root(store: str | None = None) -> str:
+    """The store to use: `store`, else $CIRCUITFLOW_STORE, else ./.circuitflow/store; local
+    paths made absolute (workers may run elsewhere)."""
+    root = store or os.environ.get("CIRCUITFLOW_STORE") or ".circuitflow/store"
+    return root if "://" in root else str(Path(root).expanduser().resolve())
 
 
 def _existing_path(text: str) -> str:

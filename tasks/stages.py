@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,12 +72,33 @@ class StageOutput:
 
 @dataclass
 class Artifact:
-    """What a stage computes, before it is published: tensors, tables, small JSON attributes."""
+    """What a stage computes, before it is published: tensors, tables, small JSON attributes,
+    files; and the record they came from, kept in memory for the next stage in this process."""
 
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    record: Any = None
+
+
+# Stage records by (store root, stage, key). Objects never change under a key, so a record read
+# or computed once in this process can serve the next stage of the same run without a reread.
+_recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+RECENT_RECORDS = 12
+
+
+def forget_records() -> None:
+    """Drop the in-memory records (as a new process would start)."""
+    _recent.clear()
+
+
+def _remember(where: tuple[str, str, str], record: Any) -> Any:
+    _recent[where] = record
+    _recent.move_to_end(where)
+    while len(_recent) > RECENT_RECORDS:
+        _recent.popitem(last=False)
+    return record
 
 
 def run_stage(
@@ -103,13 +125,16 @@ def run_stage(
             writer.put_table(name, table)
         for name, data in artifact.files.items():
             writer.put_file(name, data)
+    if artifact.record is not None:
+        _remember((store.root, stage, key), artifact.record)
+    _remember((store.root, f"{stage}/tensors", key), artifact.tensors)
     return StageOutput(stage, key, "computed", time.perf_counter() - start)
 
 
 def record_artifact(record, **attrs: Any) -> Artifact:
     """A stage record (tensors + JSON metadata) as an artifact."""
     tensors, meta = record.to_parts()
-    return Artifact(tensors=tensors, attrs={"record": meta, **attrs})
+    return Artifact(tensors=tensors, attrs={"record": meta, **attrs}, record=record)
 
 
 def read_record(obj: StoredObject, cls):
@@ -122,15 +147,38 @@ def load(setup: Setup, stage: str, output: StageOutput) -> StoredObject:
     return open_store(setup.store).open(stage, output.key)
 
 
+def stage_record(setup: Setup, stage: str, output: StageOutput, cls):
+    """A stored stage record, from memory when this process has it."""
+    where = (open_store(setup.store).root, stage, output.key)
+    if where in _recent:
+        _recent.move_to_end(where)
+        return _recent[where]
+    return _remember(where, read_record(load(setup, stage, output), cls))
+
+
+def stage_tensors(setup: Setup, stage: str, output: StageOutput) -> dict[str, torch.Tensor]:
+    """Every tensor of a stored stage output, from memory when this process has them."""
+    where = (open_store(setup.store).root, f"{stage}/tensors", output.key)
+    if where in _recent:
+        _recent.move_to_end(where)
+        return _recent[where]
+    obj = load(setup, stage, output)
+    return _remember(where, {name: obj.torch(name) for name in obj.tensors})
+
+
 def load_graph(setup: Setup, pre: StageOutput, targets: StageOutput, rows: StageOutput):
-    """Reassemble the attribution graph from the three stored stages it is made of."""
-    store = open_store(setup.store)
-    pre_record = read_record(store.open("precompute", pre.key), Precompute)
-    target_record = read_record(store.open("targets", targets.key), Targets)
-    rows_obj = store.open("rows", rows.key)
-    graph = assemble(pre_record, target_record, read_record(rows_obj, Rows))
-    graph.token_strings = store.open("precompute", pre.key).attrs["token_strings"]
-    return graph
+    """The attribution graph assembled from the three stored stages it is made of."""
+    where = (open_store(setup.store).root, "graph", rows.key)
+    if where in _recent:
+        return _recent[where]
+    pre_record = stage_record(setup, "precompute", pre, Precompute)
+    graph = assemble(
+        pre_record,
+        stage_record(setup, "targets", targets, Targets),
+        stage_record(setup, "rows", rows, Rows),
+    )
+    graph.token_strings = load(setup, "precompute", pre).attrs["token_strings"]
+    return _remember(where, graph)
 
 
 # ------------------------------------------------------------------------------------ tasks
@@ -199,7 +247,7 @@ def targets_task(
         params = {"max_n_logits": max_n_logits, "desired_logit_prob": desired_logit_prob}
 
     def compute() -> Artifact:
-        record = read_record(load(setup, "precompute", pre), Precompute)
+        record = stage_record(setup, "precompute", pre, Precompute)
         model = loaded(setup)
         chosen = choose_targets(
             model.replacement,
@@ -237,8 +285,8 @@ def rows_task(
     }
 
     def compute() -> Artifact:
-        pre_record = read_record(load(setup, "precompute", pre), Precompute)
-        target_record = read_record(load(setup, "targets", targets), Targets)
+        pre_record = stage_record(setup, "precompute", pre, Precompute)
+        target_record = stage_record(setup, "targets", targets, Targets)
         model = loaded(setup)
         with model.lock:
             record = compute_rows(model.replacement, pre_record, target_record, **params)
@@ -355,11 +403,11 @@ def pruned_result(setup: Setup, pruned: StageOutput, graph: AttributionGraph):
     """The stored prune masks as a `PruneResult` (the edge mask rebuilt from kept edges)."""
     from attribution import PruneResult
 
-    obj = load(setup, "prune", pruned)
-    edges = obj.torch("kept_edges")
+    tensors = stage_tensors(setup, "prune", pruned)
+    edges = tensors["kept_edges"]
     edge_mask = torch.zeros(graph.n_nodes, graph.n_nodes, dtype=torch.bool)
     edge_mask[edges[:, 0], edges[:, 1]] = True
-    return PruneResult(obj.torch("node_mask"), edge_mask, obj.torch("cumulative_scores"))
+    return PruneResult(tensors["node_mask"], edge_mask, tensors["cumulative_scores"])
 
 
 def _stack(trace: list[torch.Tensor], n_nodes: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from flows.attribute import attribute_prompt
 from flows.report import run_report
 from tasks.runs import RunParams, RunRequest
 from tasks.runtime import Setup, open_store
-from tasks.stages import load_graph
+from tasks.stages import forget_records, load_graph
 
 PROMPT = "w3 w1 w4 w1 w5 w9"
 
@@ -84,6 +84,7 @@ def test_a_corrupted_object_is_recomputed(prefect_api, setup):
     precompute_key = next(s.key for s in first.stages if s.stage == "precompute")
     shutil.rmtree(store.open("precompute", precompute_key).path)
 
+    forget_records()  # the next run starts afresh, as a new process would
     again = attribute_prompt(setup, RunRequest(PROMPT, RunParams(node_threshold=0.7)))
     assert again.status == "ok" and "rows" in computed(again)
     assert store.get("precompute", precompute_key) is not None  # recomputed

@@ -1,0 +1,120 @@
+"""The run commands of the CLI: --json against the catalog, re-pruning, export, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from attribution.neuronpedia import validate
+from flows.cli import main
+from store import Store
+
+
+@pytest.fixture
+def invoke(prefect_api, toy_model_dir, tmp_path):
+    runner = CliRunner()
+    store = str(tmp_path / "store")
+
+    def run(*args, model=True):
+        extra = ["--model", str(toy_model_dir)] if model else []
+        return runner.invoke(main, [*args, *extra, "--store", store], catch_exceptions=False)
+
+    run.store = store
+    return run
+
+
+def test_attribute_json_equals_the_catalog(invoke):
+    result = invoke("attribute", "w5 w3 w8 w1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    run = (
+        Store(invoke.store)
+        .query(f"SELECT * FROM runs WHERE run_id = '{report['run_id']}'")
+        .to_pylist()[0]
+    )
+    for key in (
+        "n_active_features",
+        "n_nodes_kept",
+        "n_edges_kept",
+        "replacement_score",
+        "completeness_score",
+    ):
+        assert report[key] == run[key], key
+    logits = (
+        Store(invoke.store)
+        .query(f"SELECT token, prob FROM logits WHERE run_id = '{report['run_id']}' ORDER BY rank")
+        .to_pylist()
+    )
+    assert [(l["token"], l["prob"]) for l in report["top_logits"]] == [
+        (r["token"], r["prob"]) for r in logits
+    ]
+    assert [s["stage"] for s in report["stages"]] == [
+        "tokenize",
+        "precompute",
+        "targets",
+        "rows",
+        "influence",
+        "prune",
+        "export",
+    ]
+    assert all({"stage", "status", "seconds"} <= set(s) for s in report["stages"])
+    validate(json.loads(Path(report["graph_json"]).read_text()))
+
+    # Re-pruning: a new run, and only prune and export computed.
+    result = invoke("reprune", report["run_id"], "--node-threshold", "0.5", "--json", model=False)
+    assert result.exit_code == 0, result.output
+    (new,) = json.loads(result.output)
+    assert new["run_id"] != report["run_id"] and new["node_threshold"] == 0.5
+    assert {s["stage"] for s in new["stages"] if s["status"] == "computed"} == {"prune", "export"}
+    assert new["n_nodes_kept"] <= report["n_nodes_kept"]
+
+    exported = invoke("export", new["run_id"], model=False)
+    assert exported.exit_code == 0
+    assert json.loads(exported.output)["metadata"]["node_threshold"] == 0.5
+
+
+def test_summary_names_the_graph_and_how_to_query(invoke):
+    result = invoke("attribute", "w5 w3 w8 w1")
+    assert result.exit_code == 0, result.output
+    for text in (
+        "top logits",
+        "replacement score",
+        "most influential features",
+        "stages",
+        "graph JSON",
+        "circuitflow query",
+    ):
+        assert text in result.output
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["attribute", "w1 w2", "--node-threshold", "1.5"], 2, "must be in (0, 1]"),
+        (["attribute", "w1 w2", "--edge-threshold", "0"], 2, "must be in (0, 1]"),
+        (["attribute", "w1 w2", "--max-feature-nodes", "0"], 2, "positive integer"),
+        (["attribute", ""], 1, "the prompt is empty"),
+        (["attribute", "w1 aardvark"], 1, "aardvark"),
+        (["attribute", "w1", "--target", "w1 w2"], 1, "exactly one token"),
+        (["attribute", "w1", "--transcoders", "/no/such/dir"], 1, "not found"),
+    ],
+)
+def test_bad_input_is_a_clear_error(invoke, args, code, message):
+    result = invoke(*args)
+    assert result.exit_code == code
+    assert message in result.output
+
+
+def test_reprune_of_an_unknown_run(invoke):
+    result = invoke("reprune", "nosuchrun", "--node-threshold", "0.5", model=False)
+    assert result.exit_code == 2 and "no successful run 'nosuchrun'" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", ["attribute", "sweep", "reprune", "export", "schedule", "query", "store"]
+)
+def test_every_command_explains_itself(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "--store" in result.output or command == "store"
+    assert "Example" in result.output or command in ("query", "store")
