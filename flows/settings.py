@@ -28,6 +28,9 @@ def configure(verbose: bool = False) -> None:
         "TRANSFORMERS_OFFLINE": "1",
         "TQDM_DISABLE": "1",
         "DASK_LOGGING__DISTRIBUTED": "error",  # Dask's cluster start/stop chatter
+        # Idle OpenMP threads spinning made 2 threads 5-10x slower on a shared 2-core machine;
+        # this must be set before torch is first imported.
+        "OMP_WAIT_POLICY": "PASSIVE",
         "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
     }
     # Failed runs are reported by the commands themselves, without Prefect's tracebacks; these
@@ -36,6 +39,8 @@ def configure(verbose: bool = False) -> None:
         defaults[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "CRITICAL"
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
+    # Prefect does not create its home; without it the temporary server never starts.
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
         for logger in ("FLOW_RUNS", "TASK_RUNS"):
