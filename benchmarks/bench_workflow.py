@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 SEED = "The capital of the state containing Dallas is"
 
 
-def bench_reprune(model: str | None) -> None:
+def bench_reprune(model: str | None, prompt: str) -> None:
     from flows.settings import configure, quiet_flows
 
     configure()
@@ -39,13 +39,13 @@ def bench_reprune(model: str | None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp, quiet_flows():
         warm = Setup.resolve(model, "plt", f"{tmp}/warm")
-        attribute_prompt(warm, RunRequest(SEED))  # server up, model loaded: time the flows only
+        attribute_prompt(warm, RunRequest(prompt))  # server up, model loaded: time the flows only
         setup = Setup.resolve(model, "plt", f"{tmp}/store")
         start = time.perf_counter()
-        cold = attribute_prompt(setup, RunRequest(SEED))
+        cold = attribute_prompt(setup, RunRequest(prompt))
         cold_s = time.perf_counter() - start
         start = time.perf_counter()
-        again = attribute_prompt(setup, RunRequest(SEED, RunParams(node_threshold=0.6)))
+        again = attribute_prompt(setup, RunRequest(prompt, RunParams(node_threshold=0.6)))
         reprune_s = time.perf_counter() - start
     computed = [s.stage for s in again.stages if s.status == "computed"]
     assert cold.status == again.status == "ok" and computed == ["prune", "export"], computed
@@ -111,6 +111,22 @@ def report(what: str, workers: int, wall: float, store) -> None:
     )
 
 
+def write_gpt2_small(directory: Path) -> None:
+    """The benchmark shape of issue 2 as a model directory (plt preset included)."""
+    from attribution import Activation, save_model
+    from attribution.toy import random_model, random_transcoders
+
+    shape = dict(n_layers=12, d_model=768, d_head=64, n_heads=12, d_mlp=3072, d_vocab=50257)
+    model = random_model("gpt2", n_ctx=1024, **shape)
+    save_model(model, directory)
+    random_transcoders(
+        model,
+        d_transcoder=6144,
+        activation=Activation("topk", 32),
+        directory=directory / "transcoders" / "plt",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,10 +135,18 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", default=None, help="model directory [default: built-in]")
+    parser.add_argument("--prompt", default=SEED, help="prompt for reprune [default: the seed]")
+    parser.add_argument(
+        "--gpt2-small-dir",
+        default=None,
+        help="write a GPT-2-small-shaped model with TopK(32) x 6144 transcoders here",
+    )
     parser.add_argument("--modes", nargs="+", choices=["command", "flow"], default=["command"])
     args = parser.parse_args()
+    if args.gpt2_small_dir:
+        write_gpt2_small(Path(args.gpt2_small_dir))
     if args.what == "reprune":
-        bench_reprune(args.model)
+        bench_reprune(args.model, args.prompt)
     else:
         bench_sweep(args.prompts, args.workers, args.model, args.modes)
 
