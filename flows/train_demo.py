@@ -110,7 +110,7 @@ def train_demo_command(
 
     \b
     Example:
-      circuitflow train-demo --out models/capitals-4l      # about 14 minutes on 2 cores
+      circuitflow train-demo --out models/capitals-4l      # about 10 minutes on 2 cores
       circuitflow train-demo --out /tmp/tiny --quick       # seconds: proves the flow
     """
     if quick and config_path:
