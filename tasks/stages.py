@@ -44,7 +44,7 @@ from attribution import (
 )
 from attribution.attribute import token_strings
 from attribution.neuronpedia import graph_json, validate
-from store import Store, StoredObject, stage_key
+from store import StoredObject, stage_key
 from store.keys import prompt_digest
 from tasks.runtime import Setup, loaded, model_identity, open_store, transcoders_identity
 
@@ -102,7 +102,7 @@ def _remember(where: tuple[str, str, str], record: Any) -> Any:
 
 
 def run_stage(
-    store: Store,
+    setup: Setup,
     stage: str,
     *,
     params: dict[str, Any],
@@ -110,6 +110,7 @@ def run_stage(
     compute: Callable[[], Artifact],
 ):
     """Return the stage's output from the store, or compute and publish it."""
+    store = open_store(setup.store)
     start = time.perf_counter()
     key = stage_key(stage, VERSIONS[stage], params, inputs)
     if store.get(stage, key) is not None:
@@ -201,7 +202,7 @@ def tokenize_task(setup: Setup, prompt: str):
         )
 
     return run_stage(
-        open_store(setup.store),
+        setup,
         "tokenize",
         params={"prompt": prompt},
         inputs={"model": model_id},
@@ -226,9 +227,7 @@ def precompute_task(setup: Setup, tokens: StageOutput):
             record = precompute(model.replacement, tok.torch("tokens"))
         return record_artifact(record, token_strings=tok.attrs["token_strings"])
 
-    return run_stage(
-        open_store(setup.store), "precompute", params={}, inputs=inputs, compute=compute
-    )
+    return run_stage(setup, "precompute", params={}, inputs=inputs, compute=compute)
 
 
 @task(name="targets", cache_policy=NO_CACHE)
@@ -259,7 +258,7 @@ def targets_task(
         return record_artifact(chosen)
 
     return run_stage(
-        open_store(setup.store),
+        setup,
         "targets",
         params=params,
         inputs={"precompute": pre.key},
@@ -293,7 +292,7 @@ def rows_task(
         return record_artifact(record)
 
     return run_stage(
-        open_store(setup.store),
+        setup,
         "rows",
         params=params,
         inputs={"precompute": pre.key, "targets": targets.key},
@@ -314,9 +313,7 @@ def influence_task(setup: Setup, pre: StageOutput, targets: StageOutput, rows: S
             attrs={"replacement_score": replacement, "completeness_score": completeness},
         )
 
-    return run_stage(
-        open_store(setup.store), "influence", params={}, inputs={"rows": rows.key}, compute=compute
-    )
+    return run_stage(setup, "influence", params={}, inputs={"rows": rows.key}, compute=compute)
 
 
 @task(name="prune", cache_policy=NO_CACHE)
@@ -352,7 +349,7 @@ def prune_task(
         )
 
     return run_stage(
-        open_store(setup.store),
+        setup,
         "prune",
         params=params,
         inputs={"influence": influence.key},
@@ -391,7 +388,7 @@ def export_task(
         return Artifact(files={"graph.json": json.dumps(doc).encode()}, attrs={"slug": slug})
 
     return run_stage(
-        open_store(setup.store),
+        setup,
         "export",
         params={"slug": slug, "prompt": prompt},
         inputs={"prune": pruned.key},
