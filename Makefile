@@ -13,12 +13,13 @@ export DO_NOT_TRACK := 1
 
 setup: $(STAMP)
 
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. Then the project with
+# its test extra, against the exact versions in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -2,6 +2,8 @@
 
 Pure PyTorch: no workflow, no storage. Read top to bottom:
 
+    params.py       RunParams: the settings of a run, their defaults and valid ranges
+    serialize.py    Record: stage outputs as tensors + JSON, and back
     transcoders.py  reading per-layer and cross-layer transcoders (public layout)
     models.py       loading and saving HookedTransformers as plain files
     replacement.py  the local replacement model: freezes that make the model linear
@@ -15,21 +17,37 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     scores.py       replacement and completeness scores
     attribute.py    all stages in one call
     intervene.py    set features to values and rerun the model
+    neuronpedia.py  the pruned graph as Neuronpedia-format JSON
+    toy.py          small random models and transcoders for tests and benchmarks
+
+Importing this package does not import TransformerLens (seconds); loading a model does.
 """
 
-from attribution.attribute import attribute, choose_targets, tokenize
-from attribution.graph import AttributionGraph, assemble
-from attribution.influence import node_influence
-from attribution.intervene import InterventionResult, intervene
-from attribution.models import ModelLoadError, load_model, save_model
-from attribution.precompute import Precompute, precompute
-from attribution.prune import PruneDetails, PruneResult, ThresholdError, prune, prune_with_details
-from attribution.replacement import ModelMismatchError, ReplacementModel
-from attribution.rows import BudgetError, Rows, compute_rows
-from attribution.scores import graph_scores
-from attribution.targets import TargetError, Targets
-from attribution.tokens import PromptError
-from attribution.transcoders import Activation, TranscoderError, Transcoders, load_transcoders
+from circuitflow.attribution.attribute import attribute, choose_targets, tokenize
+from circuitflow.attribution.graph import AttributionGraph, Node, assemble
+from circuitflow.attribution.influence import node_influence
+from circuitflow.attribution.intervene import InterventionResult, intervene
+from circuitflow.attribution.models import ModelLoadError, load_model, save_model
+from circuitflow.attribution.params import ParamError, RunParams
+from circuitflow.attribution.precompute import Precompute, precompute
+from circuitflow.attribution.prune import (
+    PruneDetails,
+    PruneResult,
+    ThresholdError,
+    prune,
+    prune_with_details,
+)
+from circuitflow.attribution.replacement import ModelMismatchError, ReplacementModel
+from circuitflow.attribution.rows import BudgetError, Rows, compute_rows
+from circuitflow.attribution.scores import graph_scores
+from circuitflow.attribution.targets import TargetError, Targets
+from circuitflow.attribution.tokens import PromptError
+from circuitflow.attribution.transcoders import (
+    Activation,
+    TranscoderError,
+    Transcoders,
+    load_transcoders,
+)
 
 __all__ = [
     "Activation",
@@ -37,12 +55,15 @@ __all__ = [
     "BudgetError",
     "ModelLoadError",
     "ModelMismatchError",
+    "Node",
+    "ParamError",
     "Precompute",
     "PromptError",
     "PruneDetails",
     "PruneResult",
     "ReplacementModel",
     "Rows",
+    "RunParams",
     "TargetError",
     "Targets",
     "InterventionResult",

@@ -16,12 +16,18 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from attribution.graph import AttributionGraph, assemble
-from attribution.precompute import Precompute, precompute
-from attribution.replacement import ReplacementModel
-from attribution.rows import check_budget, compute_rows
-from attribution.targets import Targets, check_target_settings, explicit_targets, salient_targets
-from attribution.tokens import to_token_ids
+from circuitflow.attribution.graph import AttributionGraph, assemble
+from circuitflow.attribution.params import DEFAULTS
+from circuitflow.attribution.precompute import Precompute, precompute
+from circuitflow.attribution.replacement import ReplacementModel
+from circuitflow.attribution.rows import check_budget, compute_rows
+from circuitflow.attribution.targets import (
+    Targets,
+    check_target_settings,
+    explicit_targets,
+    salient_targets,
+)
+from circuitflow.attribution.tokens import to_token_ids
 
 
 def tokenize(model: ReplacementModel, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -35,8 +41,8 @@ def choose_targets(
     pre: Precompute,
     targets: Sequence[str | int] | torch.Tensor | None = None,
     *,
-    max_n_logits: int = 10,
-    desired_logit_prob: float = 0.95,
+    max_n_logits: int = DEFAULTS.max_n_logits,
+    desired_logit_prob: float = DEFAULTS.desired_logit_prob,
 ) -> Targets:
     """Salient targets when `targets` is None, else the given tokens (strings or ids)."""
     logits = pre.last_logits.to(model.device)
@@ -60,11 +66,11 @@ def attribute(
     model: ReplacementModel,
     *,
     targets: Sequence[str | int] | torch.Tensor | None = None,
-    max_n_logits: int = 10,
-    desired_logit_prob: float = 0.95,
-    max_feature_nodes: int | None = None,
-    batch_size: int = 64,
-    update_interval: int = 4,
+    max_n_logits: int = DEFAULTS.max_n_logits,
+    desired_logit_prob: float = DEFAULTS.desired_logit_prob,
+    max_feature_nodes: int | None = DEFAULTS.max_feature_nodes,
+    batch_size: int = DEFAULTS.batch_size,
+    update_interval: int = DEFAULTS.update_interval,
     progress: Callable[[int, int], None] | None = None,
 ) -> AttributionGraph:
     """Compute the attribution graph of `prompt`'s next-token prediction.

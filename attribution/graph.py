@@ -13,13 +13,35 @@ left out by a feature budget are dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 import torch
 
-from attribution.precompute import Precompute
-from attribution.records import Record
-from attribution.rows import Rows
-from attribution.targets import Targets
+from circuitflow.attribution.precompute import Precompute
+from circuitflow.attribution.rows import Rows
+from circuitflow.attribution.serialize import Record
+from circuitflow.attribution.targets import Targets
+
+
+class Node(NamedTuple):
+    """What one node of a graph stands for.
+
+    kind:       "feature", "error", "token" or "logit"
+    layer:      the layer of a feature or error node; n_layers for logits (the output); None
+                for tokens (they come before every layer)
+    pos:        the token position (logits: the last position, which they are predicted at)
+    feature:    the transcoder feature (feature nodes)
+    token_id:   the token (token and logit nodes)
+    activation: the feature's activation (feature nodes)
+    """
+
+    kind: str
+    layer: int | None
+    pos: int
+    feature: int | None = None
+    token_id: int | None = None
+    activation: float | None = None
 
 
 @dataclass
@@ -77,27 +99,58 @@ class AttributionGraph(Record):
     def logit_start(self) -> int:
         return self.token_start + self.n_pos
 
+    def node(self, index: int) -> Node:
+        """The node at row/column `index` of the adjacency matrix."""
+        if index < self.error_start:
+            layer, pos, feature, value = self._feature_nodes[index]
+            return Node("feature", layer, pos, feature=feature, activation=value)
+        if index < self.token_start:
+            layer, pos = divmod(index - self.error_start, self.n_pos)
+            return Node("error", layer, pos)
+        if index < self.logit_start:
+            pos = index - self.token_start
+            return Node("token", None, pos, token_id=self._token_ids[pos])
+        token_id = self._logit_token_ids[index - self.logit_start]
+        return Node("logit", self.n_layers, self.n_pos - 1, token_id=token_id)
+
+    # Python copies of the tensors `node` reads: indexing a tensor per node costs 40 us.
+    @cached_property
+    def _feature_nodes(self) -> list[tuple[int, int, int, float]]:
+        places = self.active_features[self.selected_features].tolist()
+        values = self.activation_values[self.selected_features].tolist()
+        return [(*place, value) for place, value in zip(places, values, strict=True)]
+
+    @cached_property
+    def _token_ids(self) -> list[int]:
+        return self.tokens.tolist()
+
+    @cached_property
+    def _logit_token_ids(self) -> list[int]:
+        return self.logit_token_ids.tolist()
+
+    def nodes(self) -> list[Node]:
+        """Every node, in matrix order."""
+        return [self.node(index) for index in range(self.n_nodes)]
+
     def node_ids(self) -> list[str]:
         """Stable string ids, in node order: features '{layer}_{feature}_{pos}', errors
         'err_{layer}_{pos}', tokens 'E_{token id}_{pos}', logits 'L_{token id}_{pos}'."""
-        ids = [
-            f"{layer}_{feature}_{pos}"
-            for layer, pos, feature in self.active_features[self.selected_features].tolist()
-        ]
-        ids += [f"err_{layer}_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
-        ids += [f"E_{token}_{pos}" for pos, token in enumerate(self.tokens.tolist())]
-        last = self.n_pos - 1
-        ids += [f"L_{token}_{last}" for token in self.logit_token_ids.tolist()]
-        return ids
+        return [node_id(node) for node in self.nodes()]
 
-    def node_kinds(self) -> list[str]:
-        """'feature', 'error', 'token' or 'logit' for each node, in node order."""
-        return (
-            ["feature"] * self.n_features
-            + ["error"] * (self.n_layers * self.n_pos)
-            + ["token"] * self.n_pos
-            + ["logit"] * self.n_logits
-        )
+    def token(self, pos: int) -> str | None:
+        """The decoded prompt token at `pos` (None when the graph carries no strings)."""
+        return self.token_strings[pos] if pos < len(self.token_strings) else None
+
+
+def node_id(node: Node) -> str:
+    """A node's string id (see `AttributionGraph.node_ids`)."""
+    if node.kind == "feature":
+        return f"{node.layer}_{node.feature}_{node.pos}"
+    if node.kind == "error":
+        return f"err_{node.layer}_{node.pos}"
+    if node.kind == "token":
+        return f"E_{node.token_id}_{node.pos}"
+    return f"L_{node.token_id}_{node.pos}"
 
 
 def assemble(
@@ -119,7 +172,7 @@ def assemble(
         n_sel + n_other + (rows.row_nodes - n_active - n_other),
         rank[rows.row_nodes.clamp(max=n_active - 1)] if n_active else rows.row_nodes,
     )
-    adjacency[target_index, : n_sel + n_other] = rows.rows[:, columns]
+    adjacency[target_index, : n_sel + n_other] = rows.matrix[:, columns]
     return AttributionGraph(
         tokens=pre.tokens,
         active_features=pre.active_features,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attribution.attribute import tokenize
-from attribution.replacement import ReplacementModel
+from circuitflow.attribution.attribute import tokenize
+from circuitflow.attribution.replacement import ReplacementModel, bind_layer
 
 
 class InterventionError(ValueError):
@@ -73,8 +73,9 @@ def intervene(
         current = tc.encode(layer, acts[0])  # (n_pos, F)
         for pos, feature, value in by_layer.get(layer, []):
             change = value - current[pos, feature]
-            rows = tc.decoder_rows(layer, torch.tensor([feature]))[0]  # (n_out, d)
-            deltas[layer : layer + rows.shape[0], pos] += change * rows
+            where = torch.tensor([[layer, pos, feature]])
+            for out_layer, _, vectors in tc.decoded_outputs(where, change[None]):
+                deltas[out_layer, pos] += vectors[0]
             current[pos, feature] = value
         activations[layer] = current
         return acts
@@ -84,15 +85,11 @@ def intervene(
 
     hooks = [(n, lambda acts, hook: patterns[hook.name]) for n in pattern_hooks if freeze_attention]
     for layer in range(n_layers):
-        hooks.append((tc.input_hook(layer), _bind(read_features, layer)))
-        hooks.append((tc.output_hook(layer), _bind(write_changes, layer)))
+        hooks.append((tc.input_hook(layer), bind_layer(read_features, layer)))
+        hooks.append((tc.output_hook(layer), bind_layer(write_changes, layer)))
     with hf.hooks(fwd_hooks=hooks):
         logits = hf(tokens[None].to(model.device))[0]
     return InterventionResult(logits=logits, activations=activations, tokens=tokens)
-
-
-def _bind(fn, layer: int):
-    return lambda acts, hook: fn(acts, hook, layer)
 
 
 def _group(interventions, n_layers: int, n_pos: int, n_features: int) -> dict[int, list]:

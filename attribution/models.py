@@ -18,10 +18,13 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+if TYPE_CHECKING:  # imported where a model is loaded: TransformerLens takes seconds to import
+    from transformer_lens import HookedTransformer
 
 
 class ModelLoadError(ValueError):
@@ -35,6 +38,8 @@ def load_model(
     dtype: torch.dtype = torch.float32,
 ) -> HookedTransformer:
     """Load a HookedTransformer from a model directory, or by TransformerLens name when online."""
+    from transformer_lens import HookedTransformer
+
     directory = Path(path).expanduser()
     if directory.is_dir():
         return _load_directory(directory, device, dtype)
@@ -64,6 +69,7 @@ def _load_directory(directory: Path, device, dtype) -> HookedTransformer:
                 f"{directory} lacks {needed}: a model directory holds config.json, "
                 "model.safetensors and tokenizer/"
             )
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import AutoTokenizer
 
     fields = json.loads((directory / "config.json").read_text())
@@ -96,6 +102,8 @@ def _is_buffer(model: torch.nn.Module, name: str) -> bool:
 
 def save_model(model: HookedTransformer, directory: str | os.PathLike) -> Path:
     """Write a HookedTransformer as config.json + model.safetensors + tokenizer/."""
+    from transformer_lens import HookedTransformerConfig
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     fields = {}

@@ -17,8 +17,8 @@ from pathlib import Path
 import jsonschema
 import torch
 
-from attribution.graph import AttributionGraph
-from attribution.prune import PruneResult
+from circuitflow.attribution.graph import AttributionGraph
+from circuitflow.attribution.prune import PruneResult
 
 FEATURE_TYPE = {
     "feature": "cross layer transcoder",
@@ -58,10 +58,10 @@ def graph_json(
     generation_settings: dict | None = None,
 ) -> dict:
     """The kept part of `graph` as a dict that validates against the Neuronpedia schema."""
-    ids, kinds = graph.node_ids(), graph.node_kinds()
+    ids = graph.node_ids()
     kept = torch.nonzero(pruned.node_mask).flatten().tolist()
     cumulative = pruned.cumulative_scores.tolist()
-    nodes = [_node(graph, i, ids[i], kinds[i], cumulative[i]) for i in kept]
+    nodes = [_node(graph, i, ids[i], cumulative[i]) for i in kept]
     targets, sources = torch.nonzero(pruned.edge_mask, as_tuple=True)
     weights = graph.adjacency[targets, sources].tolist()
     links = [
@@ -99,36 +99,31 @@ def graph_json(
     }
 
 
-def _node(graph: AttributionGraph, index: int, node_id: str, kind: str, cumulative: float) -> dict:
-    node = {
+def _node(graph: AttributionGraph, index: int, node_id: str, cumulative: float) -> dict:
+    node = graph.node(index)
+    out = {
         "node_id": node_id,
         "jsNodeId": node_id,
-        "feature_type": FEATURE_TYPE[kind],
+        "feature_type": FEATURE_TYPE[node.kind],
         "influence": cumulative,
         "clerp": "",
+        "ctx_idx": node.pos,
     }
-    if kind == "feature":
-        active = graph.selected_features[index]
-        layer, pos, feature = graph.active_features[active].tolist()
-        value = float(graph.activation_values[active])
-        return node | {
-            "feature": cantor(layer, feature),
-            "layer": str(layer),
-            "ctx_idx": pos,
-            "activation": value,
+    if node.kind == "feature":
+        return out | {
+            "feature": cantor(node.layer, node.feature),
+            "layer": str(node.layer),
+            "activation": node.activation,
         }
-    if kind == "error":
-        layer, pos = divmod(index - graph.error_start, graph.n_pos)
-        return node | {"feature": None, "layer": str(layer), "ctx_idx": pos}
-    if kind == "token":
-        pos = index - graph.token_start
-        return node | {"feature": int(graph.tokens[pos]), "layer": "E", "ctx_idx": pos}
+    if node.kind == "error":
+        return out | {"feature": None, "layer": str(node.layer)}
+    if node.kind == "token":
+        return out | {"feature": node.token_id, "layer": "E"}
     rank = index - graph.logit_start
     token = graph.logit_tokens[rank] if rank < len(graph.logit_tokens) else ""
     prob = float(graph.logit_probabilities[rank])
-    return node | {
-        "feature": int(graph.logit_token_ids[rank]),
+    return out | {
+        "feature": node.token_id,
         "layer": str(graph.n_layers + 1),
-        "ctx_idx": graph.n_pos - 1,
         "clerp": f"output {token!r} (p={prob:.3f})",
     }

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attribution.records import Record
-from attribution.replacement import ReplacementModel
+from circuitflow.attribution.replacement import ReplacementModel
+from circuitflow.attribution.serialize import Record
 
 
 @dataclass

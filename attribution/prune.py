@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import torch
 
-from attribution.influence import influence_series, logit_weights, row_sums
+from circuitflow.attribution.influence import influence_series, logit_weights, row_sums
+from circuitflow.attribution.params import DEFAULTS, check
 
 
 class PruneResult(NamedTuple):
@@ -33,11 +34,6 @@ class PruneResult(NamedTuple):
 
 class ThresholdError(ValueError):
     """A pruning threshold outside (0, 1]."""
-
-
-def check_threshold(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ThresholdError(f"{name} must be in (0, 1], got {value!r}")
 
 
 def mass_threshold(scores: torch.Tensor, fraction: float) -> float:
@@ -103,17 +99,23 @@ class PruneDetails:
     edge_trace: list[torch.Tensor]
 
 
-def prune(graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
+def prune(
+    graph,
+    node_threshold: float = DEFAULTS.node_threshold,
+    edge_threshold: float = DEFAULTS.edge_threshold,
+) -> PruneResult:
     """Keep the nodes and edges that carry the given shares of influence on the logits."""
     return prune_with_details(graph, node_threshold, edge_threshold).result
 
 
 def prune_with_details(
-    graph, node_threshold: float = 0.8, edge_threshold: float = 0.98
+    graph,
+    node_threshold: float = DEFAULTS.node_threshold,
+    edge_threshold: float = DEFAULTS.edge_threshold,
 ) -> PruneDetails:
     """`prune`, also returning the kept edges' scores and the pruned graph's influence trace."""
-    check_threshold("node_threshold", node_threshold)
-    check_threshold("edge_threshold", edge_threshold)
+    check("node_threshold", node_threshold, ThresholdError)
+    check("edge_threshold", edge_threshold, ThresholdError)
     n_nodes, n_features = graph.n_nodes, graph.n_features
     n_always = graph.n_pos + graph.n_logits  # tokens and logits, the last nodes
     adjacency = graph.adjacency

@@ -18,13 +18,16 @@ hooks live only for the duration of a `with` block: the wrapped model is left as
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformer_lens import HookedTransformer
 
-from attribution.transcoders import Transcoders
+from circuitflow.attribution.transcoders import Transcoders
+
+if TYPE_CHECKING:  # TransformerLens takes seconds to import; only loading a model needs it
+    from transformer_lens import HookedTransformer
 
 # Hooks whose values are frozen for gradients: attention patterns and normalisation scales.
 FROZEN_HOOK_SUFFIXES = (
@@ -144,8 +147,8 @@ class ReplacementModel:
             hooks.append((FINAL_NORM_SCALE, stop_gradient))
         hooks.append(("hook_embed", start_gradient))
         for layer in range(self.n_layers):
-            hooks.append((tc.input_hook(layer), _bind(keep_input, layer)))
-            hooks.append((tc.output_hook(layer), _bind(skip_only, layer)))
+            hooks.append((tc.input_hook(layer), bind_layer(keep_input, layer)))
+            hooks.append((tc.output_hook(layer), bind_layer(skip_only, layer)))
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:
@@ -168,8 +171,13 @@ class ReplacementModel:
         sites.final = self.model.ln_final(resid)
 
 
-def _bind(fn, layer: int):
-    return lambda acts, hook: fn(acts, hook, layer)
+def bind_layer(fn: Callable[[torch.Tensor, Any, int], Any], layer: int) -> Callable:
+    """`fn(acts, hook, layer)` as a TransformerLens hook `(acts, hook)` for one layer."""
+
+    def hook_fn(acts: torch.Tensor, hook: Any) -> Any:
+        return fn(acts, hook, layer)
+
+    return hook_fn
 
 
 def _check_fit(model: HookedTransformer, tc: Transcoders) -> None:

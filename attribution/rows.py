@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 import torch
 
-from attribution.influence import partial_influence
-from attribution.precompute import Precompute
-from attribution.records import Record
-from attribution.replacement import ReplacementModel, Sites
-from attribution.targets import Targets
+from circuitflow.attribution.influence import partial_influence
+from circuitflow.attribution.params import DEFAULTS, check
+from circuitflow.attribution.precompute import Precompute
+from circuitflow.attribution.replacement import ReplacementModel, Sites
+from circuitflow.attribution.serialize import Record
+from circuitflow.attribution.targets import Targets
 
 
 class BudgetError(ValueError):
@@ -41,28 +42,22 @@ class BudgetError(ValueError):
 class Rows(Record):
     """Computed rows of the adjacency matrix, in the order they were computed.
 
-    rows:              (n_logits + n_visited, n_active + (L + 1) * n_pos) float32
+    matrix:            (n_logits + n_visited, n_active + (L + 1) * n_pos) float32, one row per
+                       target node, in the order computed
     row_nodes:         (n_rows,) int64: the node each row belongs to; a feature's index into
                        active_features, or n_active + (L + 1) * n_pos + i for logit i
     selected_features: (n_visited,) int64 indices into active_features, ascending
     """
 
-    rows: torch.Tensor
+    matrix: torch.Tensor
     row_nodes: torch.Tensor
     selected_features: torch.Tensor
 
 
 def check_budget(max_feature_nodes: int | None, batch_size: int, update_interval: int) -> None:
-    if max_feature_nodes is not None and (
-        not isinstance(max_feature_nodes, int) or max_feature_nodes < 1
-    ):
-        raise BudgetError(
-            f"max_feature_nodes must be a positive integer or None, got {max_feature_nodes!r}"
-        )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise BudgetError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(update_interval, int) or update_interval < 1:
-        raise BudgetError(f"update_interval must be a positive integer, got {update_interval!r}")
+    check("max_feature_nodes", max_feature_nodes, BudgetError)
+    check("batch_size", batch_size, BudgetError)
+    check("update_interval", update_interval, BudgetError)
 
 
 class _SourceVectors:
@@ -81,22 +76,17 @@ class _SourceVectors:
         self.errors = pre.error_vectors.to(device, dtype)  # (L, n_pos, d)
         self.tokens = pre.token_vectors.to(device, dtype)  # (n_pos, d)
 
-        per_layer: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [
+        # Every feature's output vectors, by the layer they are written at.
+        by_layer: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [
             [] for _ in range(n_layers)
         ]
         active = pre.active_features
         values = pre.activation_values.to(device, dtype)
-        for layer in range(n_layers):
-            in_layer = torch.nonzero(active[:, 0] == layer).flatten()
-            if len(in_layer) == 0:
-                continue
-            rows = tc.decoder_rows(layer, active[in_layer, 2])  # (n, n_out, d)
-            scaled = rows * values[in_layer.to(device), None, None]
-            for k in range(rows.shape[1]):
-                per_layer[layer + k].append((in_layer, active[in_layer, 1], scaled[:, k]))
+        for out_layer, index, vectors in tc.decoded_outputs(active, values):
+            by_layer[out_layer].append((index, active[index, 1], vectors))
 
         self.blocks: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-        for entries in per_layer:
+        for entries in by_layer:
             if not entries:
                 self.blocks.append(None)
                 continue
@@ -175,9 +165,9 @@ def compute_rows(
     pre: Precompute,
     targets: Targets,
     *,
-    max_feature_nodes: int | None = None,
-    batch_size: int = 64,
-    update_interval: int = 4,
+    max_feature_nodes: int | None = DEFAULTS.max_feature_nodes,
+    batch_size: int = DEFAULTS.batch_size,
+    update_interval: int = DEFAULTS.update_interval,
     progress: Callable[[int, int], None] | None = None,
 ) -> Rows:
     """Compute the logit rows, then feature rows (all features, or a budget of the most
@@ -239,7 +229,7 @@ def compute_rows(
                 n_visited += len(chunk)
 
     return Rows(
-        rows=rows,
+        matrix=rows,
         row_nodes=row_nodes,
         selected_features=torch.nonzero(visited).flatten(),
     )

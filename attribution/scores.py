@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from attribution.influence import influence_series, logit_weights, row_sums
+from circuitflow.attribution.influence import influence_series, logit_weights, row_sums
 
 
 def graph_scores(graph) -> tuple[float, float]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attribution.records import Record
+from circuitflow.attribution.params import DEFAULTS, check
+from circuitflow.attribution.serialize import Record
 
 
 class TargetError(ValueError):
@@ -42,10 +43,8 @@ class Targets(Record):
 
 
 def check_target_settings(max_n_logits: int, desired_logit_prob: float) -> None:
-    if not isinstance(max_n_logits, int) or max_n_logits < 1:
-        raise TargetError(f"max_n_logits must be a positive integer, got {max_n_logits!r}")
-    if not 0 < desired_logit_prob <= 1:
-        raise TargetError(f"desired_logit_prob must be in (0, 1], got {desired_logit_prob!r}")
+    check("max_n_logits", max_n_logits, TargetError)
+    check("desired_logit_prob", desired_logit_prob, TargetError)
 
 
 def salient_targets(
@@ -53,8 +52,8 @@ def salient_targets(
     W_U: torch.Tensor,  # (d_model, d_vocab)
     tokenizer,
     *,
-    max_n_logits: int = 10,
-    desired_logit_prob: float = 0.95,
+    max_n_logits: int = DEFAULTS.max_n_logits,
+    desired_logit_prob: float = DEFAULTS.desired_logit_prob,
 ) -> Targets:
     """The most probable next tokens until their cumulative probability reaches the goal."""
     check_target_settings(max_n_logits, desired_logit_prob)

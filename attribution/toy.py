@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from attribution.transcoders import (
+from circuitflow.attribution.transcoders import (
     CROSS_LAYER,
     PER_LAYER,
     Activation,

@@ -25,6 +25,7 @@ real sets are tens of gigabytes and attribution only ever needs the rows of acti
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,29 @@ class Transcoders:
             rows = rows[:, None, :]
         return rows.to(device=self.device, dtype=self.dtype)
 
+    def decoded_outputs(
+        self,
+        active: torch.Tensor,  # (n, 3) int64 (layer, position, feature)
+        values: torch.Tensor,  # (n,) activations (or changes of activation)
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """What the given features write, grouped by the layer they write at.
+
+        Yields (output layer, index (m,) into `active`, vectors (m, d_model)) where each vector is
+        value x decoder row. A per-layer feature writes once, at its own layer; a cross-layer
+        feature of layer i writes at every layer i, i + 1, ..., L - 1. This is the one place that
+        knows that: reconstruction, the sources of the edges and interventions all go through it.
+        """
+        for layer in range(self.n_layers):
+            index = torch.nonzero(active[:, 0] == layer).flatten()
+            if len(index) == 0:
+                continue
+            rows = self.decoder_rows(layer, active[index, 2])  # (m, n_out, d)
+            scaled = (
+                rows * values[index.to(values.device)].to(self.device, self.dtype)[:, None, None]
+            )
+            for offset in range(rows.shape[1]):
+                yield layer + offset, index, scaled[:, offset]
+
     def reconstruct(
         self,
         active: torch.Tensor,  # (n, 3) int64 (layer, position, feature)
@@ -200,15 +224,9 @@ class Transcoders:
         """
         n_layers, n_pos, d = inputs.shape
         out = torch.zeros(n_layers * n_pos, d, device=self.device, dtype=self.dtype)
-        for layer in range(n_layers):
-            in_layer = active[:, 0] == layer
-            if not in_layer.any():
-                continue
-            rows = self.decoder_rows(layer, active[in_layer, 2])  # (n_l, n_out, d)
-            scaled = rows * values[in_layer, None, None].to(self.dtype)
-            positions = active[in_layer, 1].to(self.device)
-            for j in range(rows.shape[1]):
-                out.index_add_(0, (layer + j) * n_pos + positions, scaled[:, j])
+        for out_layer, index, vectors in self.decoded_outputs(active, values):
+            positions = active[index, 1].to(self.device)
+            out.index_add_(0, out_layer * n_pos + positions, vectors)
         out = out.view(n_layers, n_pos, d) + self.b_dec[:, None, :]
         for layer in range(n_layers):
             out[layer] += self.skip(layer, inputs[layer].to(self.dtype))

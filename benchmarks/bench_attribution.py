@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attribution import Activation, ReplacementModel, attribute  # noqa: E402
-from attribution.toy import random_model, random_transcoders  # noqa: E402
+from circuitflow.attribution import Activation, ReplacementModel, attribute  # noqa: E402
+from circuitflow.attribution.toy import random_model, random_transcoders  # noqa: E402
 from tests.attribution.reference import reference_attribute, reference_model  # noqa: E402
 
 SHAPES = {

@@ -22,9 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 N_LAYERS, N_POS, N_LOGITS = 12, 32, 10
 
 
@@ -51,7 +48,7 @@ def child(which: str, path: Path, n_features: int) -> None:
     adjacency = torch.from_numpy(np.load(path))
     probs = torch.softmax(torch.randn(N_LOGITS, generator=torch.Generator().manual_seed(0)), 0)
     if which == "circuitflow":
-        from attribution import AttributionGraph, prune
+        from circuitflow.attribution import AttributionGraph, prune
 
         graph = AttributionGraph(
             tokens=torch.arange(N_POS),

@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store import QuerySession, Store, stage_key
-from store.maintenance import compact
+from circuitflow.store import QuerySession, Store, stage_key
+from circuitflow.store.maintenance import compact
+from circuitflow.tasks import PIPELINE, catalog_tables
 
 CPU_S: dict[str, float] = {}  # CPU seconds (user + system, all threads) of the last timed() call
 
@@ -120,7 +121,7 @@ PER_RUN = "SELECT run_id, count(*) AS n, max(cumulative_influence) AS c FROM nod
 
 
 def bench_nodes_query(root: Path, repeat: int, runs: int = 100, rows: int = 100_000) -> dict:
-    store = Store(root / "nodes")
+    store = Store(root / "nodes", tables=catalog_tables(PIPELINE))
     rng = np.random.default_rng(1)
     start = time.perf_counter()
     for run in range(runs):
@@ -128,10 +129,10 @@ def bench_nodes_query(root: Path, repeat: int, runs: int = 100, rows: int = 100_
     write_s = time.perf_counter() - start
 
     def session_and_query() -> int:
-        with QuerySession(store) as session:
+        with QuerySession(store.catalog) as session:
             return session.arrow(GROUP_BY).num_rows
 
-    session = QuerySession(store)
+    session = QuerySession(store.catalog)
     g_med, g_min, groups = timed(lambda: session.arrow(GROUP_BY).num_rows, repeat)
     g_cpu = CPU_S["last"]
     p_med, p_min, per_run = timed(lambda: session.arrow(PER_RUN).num_rows, repeat)
@@ -154,7 +155,7 @@ def bench_nodes_query(root: Path, repeat: int, runs: int = 100, rows: int = 100_
 
 
 def bench_compact(root: Path, files: int = 10_000) -> dict:
-    store = Store(root / "compact")
+    store = Store(root / "compact", tables=catalog_tables(PIPELINE))
     rng = np.random.default_rng(2)
     stages = ["tokenize", "precompute", "targets", "rows", "influence", "prune", "export"]
     start = time.perf_counter()

@@ -23,19 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 SEED = "The capital of the state containing Dallas is"
 
 
 def bench_reprune(model: str | None, prompt: str) -> None:
-    from flows.settings import configure, quiet_flows
+    from circuitflow.flows.settings import configure, quiet_flows
 
     configure()
-    from flows.attribute import attribute_prompt
-    from tasks.runs import RunParams, RunRequest
-    from tasks.runtime import Setup
+    from circuitflow.attribution import RunParams
+    from circuitflow.flows.attribute import attribute_prompt
+    from circuitflow.tasks import RunRequest, Setup
 
     with tempfile.TemporaryDirectory() as tmp, quiet_flows():
         warm = Setup.resolve(model, "plt", f"{tmp}/warm")
@@ -53,21 +50,19 @@ def bench_reprune(model: str | None, prompt: str) -> None:
 
 
 def sweep_prompts(n: int) -> list[str]:
-    from attribution.training.world import one_hop_facts, two_hop_facts
+    from circuitflow.training.world import one_hop_facts, two_hop_facts
 
     facts = two_hop_facts() + one_hop_facts()
     return [facts[i % len(facts)].prompt for i in range(n)]
 
 
 def bench_sweep(n_prompts: int, workers: list[int], model: str | None, modes: list[str]) -> None:
-    from flows.settings import configure, quiet_flows
+    from circuitflow.flows.settings import configure, quiet_flows
 
     configure()
-    from flows.attribute import attribute_prompt
-    from flows.sweep import dask_runner, sweep
-    from store import Store
-    from tasks.runs import RunRequest
-    from tasks.runtime import Setup
+    from circuitflow.flows.attribute import attribute_prompt
+    from circuitflow.flows.sweep import dask_runner, sweep
+    from circuitflow.tasks import RunRequest, Setup, open_store
 
     with tempfile.TemporaryDirectory() as tmp, quiet_flows():
         prompts = Path(tmp) / "prompts.txt"
@@ -86,17 +81,18 @@ def bench_sweep(n_prompts: int, workers: list[int], model: str | None, modes: li
             sweep.with_options(task_runner=dask_runner(n))(
                 file=str(prompts), model=model, store=store, show_progress=False, workers=n
             )
-            report("flow", n, time.perf_counter() - start, Store(store))
+            report("flow", n, time.perf_counter() - start, open_store(store))
 
 
 def bench_command(prompts: Path, n: int, store: str, model: str | None) -> None:
-    from store import Store
+    from circuitflow.tasks import open_store
 
-    command = [sys.executable, "-m", "flows.cli", "sweep", str(prompts), "--workers", str(n)]
-    command += ["--store", store, "--json"] + (["--model", model] if model else [])
+    command = [sys.executable, "-m", "circuitflow.flows.cli", "sweep", str(prompts)]
+    command += ["--workers", str(n), "--store", store, "--json"]
+    command += ["--model", model] if model else []
     start = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True, check=True)
-    report("command", n, time.perf_counter() - start, Store(store))
+    report("command", n, time.perf_counter() - start, open_store(store))
 
 
 def report(what: str, workers: int, wall: float, store) -> None:
@@ -113,8 +109,8 @@ def report(what: str, workers: int, wall: float, store) -> None:
 
 def write_gpt2_small(directory: Path) -> None:
     """The benchmark shape of issue 2 as a model directory (plt preset included)."""
-    from attribution import Activation, save_model
-    from attribution.toy import random_model, random_transcoders
+    from circuitflow.attribution import Activation, save_model
+    from circuitflow.attribution.toy import random_model, random_transcoders
 
     shape = dict(n_layers=12, d_model=768, d_head=64, n_heads=12, d_mlp=3072, d_vocab=50257)
     model = random_model("gpt2", n_ctx=1024, **shape)

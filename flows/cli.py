@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import importlib
-import math
 import re
 import sys
-from datetime import datetime
-from typing import Any
 
-from flows.settings import configure
+from circuitflow.flows.settings import configure
 
 configure()  # before Prefect is first imported: a quiet, project-local Prefect
 
 import click
-import pyarrow as pa
-from rich.console import Console
 from rich.table import Table
 
-from flows.cli_runs import COMMANDS, LAZY_COMMANDS
-from store import QuerySession, Store, StoreError, maintenance
-from store.query import head, write_csv, write_json
-
-STORE_HELP = (
-    "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
+from circuitflow.flows.cli_runs import COMMANDS, LAZY_COMMANDS
+from circuitflow.flows.options import STORE_HELP
+from circuitflow.flows.output import (
+    console,
+    head,
+    human_bytes,
+    print_table,
+    write_csv,
+    write_json,
 )
+from circuitflow.store import QuerySession, Store, StoreError, maintenance
+
 store_option = click.option("--store", "store_url", metavar="URL", default=None, help=STORE_HELP)
-# Piped output would otherwise be squeezed to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 class LazyGroup(click.Group):
@@ -55,8 +53,12 @@ def main() -> None:
 
 
 def open_store(url: str | None) -> Store:
+    """The store at `url` (with the pipeline's tables registered), or a one-line error."""
+    from circuitflow.store import default_root
+    from circuitflow.tasks import open_store as open_pipeline_store
+
     try:
-        store = Store(url)
+        store = open_pipeline_store(default_root(url))
         found = store.fs.exists(store.root)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
@@ -68,40 +70,12 @@ def open_store(url: str | None) -> Store:
     return store
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def parse_duration(text: str) -> float:
     """Seconds from '90', '30s', '15m', '2h' or '7d'."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
         raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 2h or 7d")
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
-
-
-def print_table(table: pa.Table, title: str | None = None) -> None:
-    out = Table(title=title, header_style="bold", show_lines=False)
-    for field in table.schema:
-        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-        out.add_column(field.name, justify="right" if numeric else "left", overflow="fold")
-    for row in table.to_pylist():
-        out.add_row(*(cell(v) for v in row.values()))
-    console.print(out)
 
 
 @main.command()
@@ -118,11 +92,15 @@ def print_table(table: pa.Table, title: str | None = None) -> None:
 def query(sql: str, fmt: str, limit: int | None, store_url: str | None) -> None:
     """Run a read-only SQL query over the catalog tables.
 
-    Tables: runs, nodes, edges, logits, influence_traces, stage_events.
+    Tables: runs, nodes, edges, logits, influence_traces, stage_events (see the README).
+
+    \b
+    Example:
+      circuitflow query "SELECT prompt, n_nodes_kept, replacement_score FROM runs"
     """
     store = open_store(store_url)
     try:
-        with QuerySession(store) as session:
+        with QuerySession(store.catalog) as session:
             reader = session.batches(sql)
             if fmt == "csv":
                 write_csv(reader, sys.stdout.buffer, limit)
@@ -153,8 +131,12 @@ def store_cmd() -> None:
 def ls_cmd(limit: int, store_url: str | None) -> None:
     """List runs, newest first."""
     store = open_store(store_url)
-    runs = maintenance.ls(store, limit=limit)
-    print_table(runs, title=f"runs in {store.location.url}")
+    sql = (
+        "SELECT run_id, created_at, status, model, left(prompt, 40) AS prompt, n_tokens, "
+        "n_nodes_kept, n_edges_kept, replacement_score, completeness_score FROM runs "
+        f"ORDER BY created_at DESC, run_id LIMIT {int(limit)}"
+    )
+    print_table(store.query(sql), title=f"runs in {store.location.url}")
 
 
 @store_cmd.command("du")

@@ -1,7 +1,8 @@
 """The circuitflow commands that run flows: attribute, sweep, reprune, export, schedule.
 
-Parsing and printing only; the flows do the work. Prefect is configured (quiet, project-local
-home) before it is first imported, inside each command.
+Parsing and printing only; the flows do the work. The run settings' options come from
+`RunParams` (see `flows.options`). Prefect is configured before it is first imported, inside
+each command.
 """
 
 from __future__ import annotations
@@ -15,20 +16,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from flows.settings import configure
+from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
+from circuitflow.flows.output import console
+from circuitflow.flows.settings import configure
 
-console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, soft_wrap=True)
-
-STORE_HELP = (
-    "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
-)
-
-
-def threshold(ctx, param, value):
-    if value is not None and not 0 < value <= 1:
-        raise click.BadParameter(f"must be in (0, 1], got {value}")
-    return value
 
 
 def positive(ctx, param, value):
@@ -37,100 +29,9 @@ def positive(ctx, param, value):
     return value
 
 
-def run_options(command):
-    """The options every run command shares."""
-    options = [
-        click.option(
-            "--model",
-            default=None,
-            metavar="NAME|DIR",
-            help="Model directory or TransformerLens name [default: the built-in capitals-4l].",
-        ),
-        click.option(
-            "--transcoders",
-            default=None,
-            metavar="plt|clt|DIR",
-            help="Transcoder preset of the model directory, a directory, or a hub id [default: plt].",
-        ),
-        click.option(
-            "--node-threshold",
-            type=float,
-            default=0.8,
-            show_default=True,
-            callback=threshold,
-            help="Keep nodes carrying this share of influence.",
-        ),
-        click.option(
-            "--edge-threshold",
-            type=float,
-            default=0.98,
-            show_default=True,
-            callback=threshold,
-            help="Keep edges carrying this share of edge score.",
-        ),
-        click.option(
-            "--max-feature-nodes",
-            type=int,
-            default=None,
-            callback=positive,
-            help="Feature budget, filled by estimated influence [default: all active].",
-        ),
-        click.option(
-            "--max-n-logits",
-            type=int,
-            default=10,
-            show_default=True,
-            callback=positive,
-            help="At most this many salient logit targets.",
-        ),
-        click.option(
-            "--desired-logit-prob",
-            type=float,
-            default=0.95,
-            show_default=True,
-            callback=threshold,
-            help="Salient targets until this cumulative probability.",
-        ),
-        click.option(
-            "--target",
-            "targets",
-            multiple=True,
-            metavar="TOKEN",
-            help="Explain this token's logit instead (repeatable).",
-        ),
-        click.option(
-            "--batch-size",
-            type=int,
-            default=64,
-            show_default=True,
-            callback=positive,
-            help="Targets per backward pass.",
-        ),
-        click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP),
-        click.option("--verbose", is_flag=True, help="Show Prefect's logs."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def run_params(kwargs: dict):
-    from tasks.runs import RunParams
-
-    return RunParams(
-        node_threshold=kwargs["node_threshold"],
-        edge_threshold=kwargs["edge_threshold"],
-        max_feature_nodes=kwargs["max_feature_nodes"],
-        max_n_logits=kwargs["max_n_logits"],
-        desired_logit_prob=kwargs["desired_logit_prob"],
-        targets=tuple(kwargs["targets"]),
-        batch_size=kwargs["batch_size"],
-    )
-
-
 def resolve_setup(model, transcoders, store_url):
     """The run's setup, with the model and transcoders checked before any flow starts."""
-    from tasks.runtime import Setup, model_identity, transcoders_identity
+    from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
         setup = Setup.resolve(model, transcoders, store_url)
@@ -163,27 +64,27 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
     """
     configure(kwargs["verbose"])
-    from flows.settings import quiet_flows, start_server_early
+    from circuitflow.flows.settings import quiet_flows, start_server_early
 
     server_up = start_server_early()
-    from flows.attribute import attribute_prompt
-    from flows.report import run_report
-    from tasks.runs import RunRequest
+    from circuitflow.flows.attribute import attribute_prompt
+    from circuitflow.flows.report import run_report
+    from circuitflow.tasks import RunRequest
 
+    request = RunRequest(prompt, params_from(kwargs))
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
-    request = RunRequest(prompt, run_params(kwargs))
     server_up()
     with quiet_flows():
-        summary = attribute_prompt(setup, request)
-    if summary.status != "ok":
+        outcome = attribute_prompt(setup, request)
+    if outcome.status != "ok":
         if as_json:
             click.echo(
-                json.dumps({"run_id": summary.run_id, "status": "failed", "error": summary.error})
+                json.dumps({"run_id": outcome.run_id, "status": "failed", "error": outcome.error})
             )
         else:
-            errors.print(f"[red]error:[/red] {summary.error}", highlight=False)
+            errors.print(f"[red]error:[/red] {outcome.error}", highlight=False)
         sys.exit(1)
-    report = run_report(setup, summary)
+    report = run_report(setup, outcome)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -267,13 +168,13 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
       circuitflow sweep configs/sweeps/capitals.yaml --workers 2
     """
     configure(kwargs["verbose"])
-    from flows.settings import quiet_flows
-    from flows.sweep import dask_runner
-    from flows.sweep import sweep as sweep_flow
-    from flows.sweep_files import SweepFileError
+    from circuitflow.flows.settings import quiet_flows
+    from circuitflow.flows.sweep import dask_runner
+    from circuitflow.flows.sweep import sweep as sweep_flow
+    from circuitflow.flows.sweep_files import SweepFileError
 
+    params = params_from(kwargs).to_dict()
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
-    params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}
     runner = dask_runner(workers, dask_address)
     try:
         with quiet_flows():
@@ -307,8 +208,18 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
 
 @click.command()
 @click.argument("run_ids", nargs=-1, required=True)
-@click.option("--node-threshold", type=float, required=True, callback=threshold)
-@click.option("--edge-threshold", type=float, default=0.98, show_default=True, callback=threshold)
+@click.option(
+    "--node-threshold",
+    type=float,
+    callback=checked("node_threshold"),
+    help="New node threshold [default: the run's].",
+)
+@click.option(
+    "--edge-threshold",
+    type=float,
+    callback=checked("edge_threshold"),
+    help="New edge threshold [default: the run's].",
+)
 @click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the new runs as JSON.")
 def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None:
@@ -319,21 +230,22 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
       circuitflow reprune 20d56149989e41d4c707 --node-threshold 0.6
     """
     configure()
-    from flows.report import run_report
-    from flows.reprune import UnknownRunError
-    from flows.reprune import reprune as reprune_flow
-    from flows.settings import quiet_flows
-    from tasks.runtime import store_root
+    from circuitflow.attribution.params import ParamError
+    from circuitflow.flows.report import run_report
+    from circuitflow.flows.reprune import UnknownRunError, stored_request
+    from circuitflow.flows.reprune import reprune as reprune_flow
+    from circuitflow.flows.settings import quiet_flows
+    from circuitflow.store import default_root
 
-    root = store_root(store_url)
+    if node_threshold is None and edge_threshold is None:
+        raise click.UsageError("give --node-threshold, --edge-threshold or both")
+    root = default_root(store_url)
     try:
         with quiet_flows():
-            summaries = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
-    except UnknownRunError as error:
+            outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
+    except (UnknownRunError, ParamError) as error:
         raise click.UsageError(str(error)) from None
-    from flows.reprune import stored_request
-
-    reports = [run_report(stored_request(root, s.run_id)[0], s) for s in summaries]
+    reports = [run_report(stored_request(root, o.run_id)[0], o) for o in outcomes]
     if as_json:
         click.echo(json.dumps(reports, indent=2))
         return
@@ -362,12 +274,12 @@ def export(run_id: str, out: str | None, store_url: str | None) -> None:
     Example:
       circuitflow export 20d56149989e41d4c707 --out dallas.json
     """
-    from flows.report import graph_json_object
-    from tasks.runtime import store_root
+    from circuitflow.flows.report import graph_json_object
+    from circuitflow.store import default_root
 
-    root = store_root(store_url)
+    root = default_root(store_url)
     try:
-        data = graph_json_object(root, run_id).blob("graph.json")
+        data = graph_json_object(root, run_id).blob("graph_json")
     except LookupError as error:
         raise click.ClickException(str(error)) from None
     if out:
@@ -410,11 +322,11 @@ def schedule(
     configure(kwargs["verbose"])
     from prefect.schedules import Cron
 
-    from flows.sweep import dask_runner
-    from flows.sweep import sweep as sweep_flow
+    from circuitflow.flows.sweep import dask_runner
+    from circuitflow.flows.sweep import sweep as sweep_flow
 
+    params = params_from(kwargs).to_dict()
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
-    params = run_params(kwargs).__dict__ | {"targets": list(kwargs["targets"])}
     name = name or f"sweep-{Path(file).stem}"
     try:
         Cron(cron)
@@ -443,7 +355,7 @@ COMMANDS = [attribute, sweep, reprune, export, schedule]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (
-        "flows.train_demo",
+        "circuitflow.flows.train_demo",
         "train_demo_command",
         "Train the built-in model and its transcoders; write MODEL_CARD.md.",
     )

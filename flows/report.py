@@ -5,24 +5,23 @@ The numbers come from the run's catalog rows, so what the command prints is what
 
 from __future__ import annotations
 
-from flows.attribute import RunSummary
-from store import StoredObject
-from tasks.runtime import Setup, open_store
+from circuitflow.store import StoredObject
+from circuitflow.tasks import RunOutcome, Setup, open_store
 
 
-def run_report(setup: Setup, summary: RunSummary, top_features: int = 10) -> dict:
+def run_report(setup: Setup, outcome: RunOutcome, top_features: int = 10) -> dict:
     """Summary of a recorded run: logits, counts, scores, top features, stages, graph file."""
     store = open_store(setup.store)
     catalog = store.catalog
-    run = catalog.read("runs", summary.run_id).to_pylist()[0]
-    logits = sorted(catalog.read("logits", summary.run_id).to_pylist(), key=lambda r: r["rank"])
-    nodes = catalog.read("nodes", summary.run_id).to_pylist()
+    run = catalog.read("runs", outcome.run_id).to_pylist()[0]
+    logits = sorted(catalog.read("logits", outcome.run_id).to_pylist(), key=lambda r: r["rank"])
+    nodes = catalog.read("nodes", outcome.run_id).to_pylist()
     features = sorted(
         (n for n in nodes if n["kind"] == "feature"), key=lambda n: n["influence"], reverse=True
     )[:top_features]
-    exported = next(s for s in summary.stages if s.stage == "export")
+    exported = next(s for s in outcome.stages if s.stage == "export")
     return {
-        "run_id": summary.run_id,
+        "run_id": outcome.run_id,
         "status": run["status"],
         "prompt": run["prompt"],
         "model": setup.model_label,
@@ -45,9 +44,9 @@ def run_report(setup: Setup, summary: RunSummary, top_features: int = 10) -> dic
         ],
         "stages": [
             {"stage": s.stage, "status": s.status, "seconds": s.seconds, "key": s.key}
-            for s in summary.stages
+            for s in outcome.stages
         ],
-        "graph_json": store.open("export", exported.key).blob_path("graph.json"),
+        "graph_json": store.open("export", exported.key).blob_path("graph_json"),
         "store": setup.store,
     }
 

@@ -1,20 +1,19 @@
 """The `reprune` flow: new thresholds for runs already in the catalog.
 
 Each run is attributed again with only its thresholds changed, so every stage up to influence is
-read from the store and only prune and export compute: a new threshold answers in about a second.
-The re-pruned runs are new runs (their ids differ) beside the old ones.
+read from the store and only prune and export compute. The re-pruned runs are new runs (their
+ids differ) beside the old ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from prefect import flow
 
-from flows.attribute import RunSummary, attribute_prompt
-from tasks.runs import RunParams, RunRequest
-from tasks.runtime import Setup, open_store
+from circuitflow.attribution import RunParams
+from circuitflow.flows.attribute import attribute_prompt
+from circuitflow.tasks import RunOutcome, RunRequest, Setup, open_store
 
 
 class UnknownRunError(ValueError):
@@ -28,22 +27,24 @@ def stored_request(store_root: str, rid: str) -> tuple[Setup, RunRequest]:
     if not ok:
         raise UnknownRunError(f"no successful run {rid!r} in the catalog at {store_root}")
     row = ok[0]
-    params = json.loads(row["params"])
-    params["targets"] = tuple(params.get("targets") or ())
     setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store_root)
-    return setup, RunRequest(row["prompt"], RunParams(**params))
+    return setup, RunRequest(row["prompt"], RunParams.from_dict(json.loads(row["params"])))
 
 
 @flow(name="reprune")
 def reprune(
-    run_ids: list[str], store: str, node_threshold: float, edge_threshold: float
-) -> list[RunSummary]:
-    """Re-prune each run at the new thresholds; returns the new runs' summaries."""
-    summaries = []
+    run_ids: list[str],
+    store: str,
+    node_threshold: float | None = None,
+    edge_threshold: float | None = None,
+) -> list[RunOutcome]:
+    """Re-prune each run at the new thresholds (None keeps the run's); returns the new runs'
+    outcomes."""
+    changes = {"node_threshold": node_threshold, "edge_threshold": edge_threshold}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    outcomes = []
     for rid in run_ids:
         setup, request = stored_request(store, rid)
-        params = dataclasses.replace(
-            request.params, node_threshold=node_threshold, edge_threshold=edge_threshold
-        )
-        summaries.append(attribute_prompt(setup, RunRequest(request.prompt, params)))
-    return summaries
+        params = request.params.replace(**changes)
+        outcomes.append(attribute_prompt(setup, RunRequest(request.prompt, params)))
+    return outcomes

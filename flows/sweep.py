@@ -16,10 +16,10 @@ from prefect.futures import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.sweep_files import expand
-from tasks.chain import RunOutcome, attribute_runs_task
-from tasks.runs import RunParams
-from tasks.runtime import Setup
+from circuitflow.attribution import RunParams
+from circuitflow.flows.sweep_files import expand
+from circuitflow.tasks import RunOutcome, Setup
+from circuitflow.tasks.execute import attribute_runs_task
 
 
 def dask_runner(workers: int = 2, address: str | None = None):
@@ -49,10 +49,11 @@ def sweep(
     show_progress: bool = True,
     workers: int = 2,
 ) -> list[dict]:
-    """Run every prompt of `file` with every combination of its grid; see flows.sweep_files."""
-    params = dict(params or {})
-    params["targets"] = tuple(params.get("targets") or ())
-    items, file_model = expand(file, RunParams(**params), transcoders)
+    """Run every prompt of `file` with every combination of its grid (see `sweep_files`).
+
+    `params` is a RunParams as a dict (Prefect records flow parameters: they stay JSON-like).
+    """
+    items, file_model = expand(file, RunParams.from_dict(params or {}), transcoders)
     setups = {
         tc: Setup.resolve(model or file_model, tc, store) for tc in {i.transcoders for i in items}
     }
@@ -66,9 +67,7 @@ def sweep(
     outcomes: list[RunOutcome] = []
     start = time.perf_counter()
     with _progress(show_progress) as progress:
-        bar = progress.add_task(
-            "prompts", total=len(futures), cached=0, computed=0, failed=0, rate=0.0
-        )
+        bar = progress.add_task("runs", total=len(runs), cached=0, computed=0, failed=0, rate=0.0)
         for future in as_completed(futures):
             done = future.result()
             outcomes.extend(done)

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click  # noqa: E402
 import torch  # noqa: E402
 
-from flows.settings import configure  # noqa: E402
+from circuitflow.flows.settings import configure  # noqa: E402
 
 # Prefect reads its settings when first imported: quiet, project-local defaults go first
 # (`configure` only fills in variables the user has not set).
@@ -35,14 +35,14 @@ Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 from prefect import flow  # noqa: E402
 
-from attribution.training.config import TrainDemoConfig  # noqa: E402
-from flows.settings import quiet_flows  # noqa: E402
-from tasks.training import (  # noqa: E402
+from circuitflow.flows.settings import quiet_flows  # noqa: E402
+from circuitflow.tasks.training import (  # noqa: E402
     build_tokenizer_task,
     evaluate_task,
     train_model_task,
     train_transcoders_task,
 )
+from circuitflow.training.config import TrainDemoConfig  # noqa: E402
 
 DEFAULT_OUT = "models/capitals-4l"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_demo.yaml"

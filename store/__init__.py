@@ -8,16 +8,26 @@ On disk, under a root that is a local path or an fsspec URL (default: $CIRCUITFL
     quarantine/<stage>/<key>-<time>-.../   damaged objects moved aside, with REASON.txt
     tmp/                                   writes in progress (and leftovers of killed ones)
 
-Modules, each one thing: `keys` (identities), `tensors` (Zarr encoding), `objects` (Store,
-atomic publish, verified reads), `catalog` (per-run tables), `query` (sandboxed DuckDB),
-`maintenance` (ls, du, verify, gc, compact). This package imports nothing from `attribution`,
-`tasks` or `flows`.
+Modules, each one thing, in import order: `errors`; `fs` (where a store lives, atomic files,
+hashing); `tensors` (Zarr encoding); `arrow` (row data as Arrow tables); `keys` (identities and
+names); `objects` (atomic publish, verified reads); `catalog` (per-run tables, registered by
+their users); `query` (sandboxed DuckDB); `store` (`Store`: all of them at one root);
+`maintenance` (du, verify, gc, compact).
+
+The store is generic: it knows no attribution table and imports nothing from `attribution`,
+`tasks` or `flows`. The pipeline registers its tables (`Store(root, tables=...)`).
 """
 
-from store.catalog import SCHEMAS, Catalog
-from store.errors import CatalogError, ObjectCorrupted, ObjectMissing, QueryError, StoreError
-from store.fs import default_root
-from store.keys import (
+from circuitflow.store.catalog import Catalog, TableSchema, table_schema
+from circuitflow.store.errors import (
+    CatalogError,
+    ObjectCorrupted,
+    ObjectMissing,
+    QueryError,
+    StoreError,
+)
+from circuitflow.store.fs import default_root
+from circuitflow.store.keys import (
     DigestCache,
     canonical_json,
     model_digest,
@@ -25,17 +35,18 @@ from store.keys import (
     stage_key,
     transcoder_digest,
 )
-from store.objects import ObjectWriter, Problem, Store, StoredObject, TensorInfo
-from store.query import QuerySession, run_query
-from store.tensors import SparseCOO
+from circuitflow.store.objects import ObjectStore, ObjectWriter, Problem, StoredObject, TensorInfo
+from circuitflow.store.query import QuerySession, run_query
+from circuitflow.store.store import Store
+from circuitflow.store.tensors import SparseCOO
 
 __all__ = [
-    "SCHEMAS",
     "Catalog",
     "CatalogError",
     "DigestCache",
     "ObjectCorrupted",
     "ObjectMissing",
+    "ObjectStore",
     "ObjectWriter",
     "Problem",
     "QueryError",
@@ -44,6 +55,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredObject",
+    "TableSchema",
     "TensorInfo",
     "canonical_json",
     "default_root",
@@ -51,5 +63,6 @@ __all__ = [
     "prompt_digest",
     "run_query",
     "stage_key",
+    "table_schema",
     "transcoder_digest",
 ]

@@ -7,10 +7,12 @@ compacted files a writer must consult, while every run's file still has exactly 
 Queries select runs with ``run_id`` filters, which DuckDB answers from Parquet statistics (compacted
 files are written sorted by run_id); the ``shard`` column is hidden from the SQL views.
 
+Tables. The store knows none: the code that fills the catalog registers each table's schema
+(`TableSchema`), and `Store(root, tables=...)` passes the registry on.
+
 Writing. A run's file is written under ``<root>/tmp`` and linked into place, so a reader sees all
 of it or nothing, and a second write for the same run and table fails unless ``replace=True``.
-`write_run` writes every table of a run with ``runs`` last: a row in ``runs`` means the run's
-other rows are all there.
+`write_run` writes a run's tables in order, so the table that marks a run complete goes last.
 
 Compaction (see `store.maintenance.compact`) merges a shard's files into ``compact-*.parquet``
 whose Parquet metadata lists the file names it absorbed (``circuitflow.sources``). Readers skip
@@ -35,95 +37,38 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from store.errors import CatalogError
-from store.fs import Location, new_tmp_name, publish_file, utc_now
-from store.objects import check_name, to_arrow_table
+from circuitflow.store.arrow import to_arrow_table
+from circuitflow.store.errors import CatalogError
+from circuitflow.store.fs import Location, new_tmp_name, publish_file, utc_now
+from circuitflow.store.keys import check_name
 
-_TS = pa.timestamp("us", tz="UTC")
+
+@dataclass(frozen=True)
+class TableSchema:
+    """One catalog table, as the code that fills it declares it.
+
+    schema:      the columns, `run_id` first (every file holds one run's rows)
+    allowed:     columns restricted to a few values (nulls allowed), e.g. {"kind": {...}}
+    object_keys: a column naming stored objects that the table's runs use; `gc` keeps those
+    """
+
+    schema: pa.Schema
+    allowed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    object_keys: str | None = None
 
 
-def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema(
+def table_schema(
+    *columns: tuple[str, pa.DataType],
+    allowed: Mapping[str, frozenset[str]] | None = None,
+    object_keys: str | None = None,
+) -> TableSchema:
+    """A TableSchema with a leading non-null `run_id` column and the given ones."""
+    schema = pa.schema(
         [pa.field("run_id", pa.string(), nullable=False)]
-        + [pa.field(name, dtype) for name, dtype in fields]
+        + [pa.field(name, dtype) for name, dtype in columns]
     )
+    return TableSchema(schema, dict(allowed or {}), object_keys)
 
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "runs": _schema(
-        ("created_at", _TS),
-        ("model", pa.string()),
-        ("model_digest", pa.string()),
-        ("transcoders", pa.string()),
-        ("transcoders_digest", pa.string()),
-        ("prompt", pa.string()),
-        ("prompt_hash", pa.string()),
-        ("n_tokens", pa.int32()),
-        ("node_threshold", pa.float64()),
-        ("edge_threshold", pa.float64()),
-        ("max_feature_nodes", pa.int64()),
-        ("n_active_features", pa.int64()),
-        ("n_selected_features", pa.int64()),
-        ("n_nodes_kept", pa.int64()),
-        ("n_edges_kept", pa.int64()),
-        ("replacement_score", pa.float64()),
-        ("completeness_score", pa.float64()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        # beyond the issue's minimum:
-        ("seconds", pa.float64()),  # wall time of the whole run
-        ("params", pa.string()),  # canonical JSON of every run parameter
-        ("code_version", pa.string()),
-    ),
-    "nodes": _schema(
-        ("node_id", pa.string()),
-        ("kind", pa.string()),
-        ("layer", pa.int32()),
-        ("pos", pa.int32()),
-        ("feature", pa.int64()),
-        ("token", pa.string()),
-        ("activation", pa.float64()),
-        ("influence", pa.float64()),
-        ("cumulative_influence", pa.float64()),
-        ("kept", pa.bool_()),
-        ("token_id", pa.int64()),  # token and logit nodes
-        ("matrix_index", pa.int64()),  # row/column in the run's adjacency matrix
-    ),
-    "edges": _schema(
-        ("source", pa.string()),
-        ("target", pa.string()),
-        ("weight", pa.float64()),
-        ("score", pa.float64()),
-    ),
-    "logits": _schema(
-        ("rank", pa.int32()),
-        ("token_id", pa.int64()),
-        ("token", pa.string()),
-        ("prob", pa.float64()),
-        ("logit", pa.float64()),
-    ),
-    "influence_traces": _schema(
-        ("phase", pa.string()),
-        ("iteration", pa.int32()),
-        ("l1", pa.float64()),
-        ("max", pa.float64()),
-        ("nnz", pa.int64()),
-    ),
-    "stage_events": _schema(
-        ("stage", pa.string()),
-        ("key", pa.string()),
-        ("status", pa.string()),
-        ("seconds", pa.float64()),
-        ("created_at", _TS),
-    ),
-}
-
-# Columns restricted to a few values (nulls allowed).
-ALLOWED_VALUES: dict[tuple[str, str], frozenset[str]] = {
-    ("nodes", "kind"): frozenset({"feature", "error", "token", "logit"}),
-    ("influence_traces", "phase"): frozenset({"node", "edge"}),
-    ("stage_events", "status"): frozenset({"computed", "cached"}),
-}
 
 SOURCES_META = b"circuitflow.sources"
 COMPACT_PREFIX = "compact-"
@@ -132,13 +77,6 @@ N_SHARDS = 16
 
 def shard_of(run_id: str) -> str:
     return hashlib.sha256(run_id.encode()).hexdigest()[: len(f"{N_SHARDS - 1:x}")]
-
-
-def schema_of(table: str) -> pa.Schema:
-    try:
-        return SCHEMAS[table]
-    except KeyError:
-        raise CatalogError(f"unknown table {table!r}; known tables: {', '.join(SCHEMAS)}") from None
 
 
 def read_sources(fs: Any, path: str) -> list[str]:
@@ -160,13 +98,38 @@ class TableFiles:
 
 
 class Catalog:
-    """Reads and writes the per-run catalog tables of one store."""
+    """Reads and writes the per-run catalog tables of one store.
 
-    def __init__(self, location: Location) -> None:
+    The store knows no table of its own: whoever writes registers its tables (`tables`, name ->
+    TableSchema). Tables found on disk but not registered (written by another version, say) can
+    still be read and queried; writing needs a registered schema.
+    """
+
+    def __init__(self, location: Location, tables: Mapping[str, TableSchema] | None = None) -> None:
         self.location = location
+        self.tables: dict[str, TableSchema] = dict(tables or {})
+
+    def spec(self, table: str) -> TableSchema:
+        """The registered schema of `table`, or CatalogError naming the known tables."""
+        try:
+            return self.tables[table]
+        except KeyError:
+            known = ", ".join(self.tables) or "none registered"
+            raise CatalogError(f"unknown table {table!r}; known tables: {known}") from None
+
+    def table_names(self) -> list[str]:
+        """Registered tables, then tables present on disk that nobody registered."""
+        try:
+            entries = self.location.fs.ls(self.location.join("tables"), detail=True)
+        except FileNotFoundError:
+            entries = []
+        on_disk = sorted(
+            posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory"
+        )
+        return [*self.tables, *(t for t in on_disk if t not in self.tables)]
 
     def table_dir(self, table: str) -> str:
-        schema_of(table)
+        check_name("table", table)
         return self.location.join("tables", table)
 
     def run_path(self, table: str, run_id: str) -> str:
@@ -218,7 +181,8 @@ class Catalog:
         ``run_id`` is filled in if absent, ``created_at`` defaults to now; unknown columns, a
         different run_id, or a value outside a column's allowed set are errors.
         """
-        schema = schema_of(table)
+        spec = self.spec(table)
+        schema = spec.schema
         check_name("run_id", run_id)
         try:
             data = to_arrow_table(rows)
@@ -250,14 +214,12 @@ class Catalog:
         out = pa.Table.from_arrays(columns, schema=schema)
         if n and not pc.all(pc.equal(out["run_id"], run_id)).as_py():
             raise CatalogError(f"{table}: rows carry a run_id other than {run_id!r}")
-        for (tname, column), allowed in ALLOWED_VALUES.items():
-            if tname == table:
-                bad = set(out[column].drop_null().to_pylist()) - allowed
-                if bad:
-                    raise CatalogError(
-                        f"{table}.{column}: invalid value(s) {sorted(bad)}; "
-                        f"allowed: {sorted(allowed)}"
-                    )
+        for column, allowed in spec.allowed.items():
+            bad = set(out[column].drop_null().to_pylist()) - allowed
+            if bad:
+                raise CatalogError(
+                    f"{table}.{column}: invalid value(s) {sorted(bad)}; allowed: {sorted(allowed)}"
+                )
         return out
 
     def write(self, table: str, run_id: str, rows: Any, *, replace: bool = False) -> str:
@@ -302,9 +264,10 @@ class Catalog:
             )
 
     def write_run(self, run_id: str, tables: Mapping[str, Any], *, replace: bool = False) -> None:
-        """Write several tables of one run, ``runs`` last (it marks the run complete)."""
-        for table in sorted(tables, key=lambda t: t == "runs"):
-            self.write(table, run_id, tables[table], replace=replace)
+        """Write several tables of one run, in the mapping's order: put the table whose row
+        marks a run complete last, so that readers never see it before the others."""
+        for table, rows in tables.items():
+            self.write(table, run_id, rows, replace=replace)
 
     @contextlib.contextmanager
     def lock(self, table: str, *, exclusive: bool) -> Iterator[None]:
@@ -325,7 +288,7 @@ class Catalog:
 
     def read(self, table: str, run_id: str | None = None) -> pa.Table:
         """A table's rows (one run's, or all), read with pyarrow."""
-        schema = schema_of(table)
+        schema = self.tables[table].schema if table in self.tables else None
         files = self.files(table).files
         if run_id is not None:
             shard = posixpath.dirname(self.run_path(table, run_id))
@@ -336,6 +299,8 @@ class Catalog:
                 and (f.endswith(f"/{run_id}.parquet") or "/" + COMPACT_PREFIX in f)
             ]
         if not files:
+            if schema is None:
+                raise CatalogError(f"no table {table!r} in the catalog")
             return schema.empty_table()
         dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=self._arrow_fs())
         flt = None if run_id is None else pc.field("run_id") == run_id

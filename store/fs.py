@@ -26,9 +26,14 @@ ENV_VAR = "CIRCUITFLOW_STORE"
 DEFAULT_ROOT = ".circuitflow/store"
 
 
-def default_root() -> str:
-    """The store root used when none is given: $CIRCUITFLOW_STORE, else ./.circuitflow/store."""
-    return os.environ.get(ENV_VAR) or os.path.abspath(DEFAULT_ROOT)
+def default_root(root: str | os.PathLike[str] | None = None) -> str:
+    """The store root to use: `root`, else $CIRCUITFLOW_STORE, else ./.circuitflow/store.
+
+    The one place the default is decided. Local paths come back absolute (Dask workers may run
+    in another directory); URLs (s3://, memory://) come back as given.
+    """
+    text = os.fspath(root) if root else os.environ.get(ENV_VAR) or DEFAULT_ROOT
+    return text if "://" in text else os.path.abspath(os.path.expanduser(text))
 
 
 def utc_now() -> datetime:
@@ -75,9 +80,9 @@ class Location:
 
 def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) -> Location:
     """Turn a local path or fsspec URL (None: the default root) into a `Location`."""
-    text = os.fspath(root) if root is not None else default_root()
+    text = default_root(root)
     if "://" not in text:
-        text = "file://" + os.path.abspath(os.path.expanduser(text))
+        text = "file://" + text
     protocol = text.split("://", 1)[0]
     if protocol == "file":
         # Parent directories of every written file are created on demand, as object stores do.
@@ -127,11 +132,13 @@ class HashingWriter(io.RawIOBase):
         return self._hash.hexdigest()
 
 
-def hash_file(fs: AbstractFileSystem, path: str, block: int = 8 << 20) -> tuple[str, int]:
-    """SHA-256 hex digest and size of a file, read in blocks."""
+def hash_file(
+    path: str | os.PathLike[str], fs: AbstractFileSystem | None = None, block: int = 8 << 20
+) -> tuple[str, int]:
+    """SHA-256 hex digest and size of a file (local, or in `fs`), read in blocks."""
     digest = hashlib.sha256()
     size = 0
-    with fs.open(path, "rb") as f:
+    with open(path, "rb") if fs is None else fs.open(path, "rb") as f:
         while chunk := f.read(block):
             digest.update(chunk)
             size += len(chunk)

@@ -23,15 +23,35 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
-from store.tensors import to_storage
+from circuitflow.store.fs import hash_file
+from circuitflow.store.tensors import to_storage
 
 KEY_LENGTH = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_KEY = re.compile(r"^[0-9a-f]{16,128}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A stage, table, tensor or run name: safe as one path component, or ValueError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"invalid {kind} {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ValueError(f"invalid key {key!r}: expected lowercase hex (a stage_key digest)")
+    return key
 
 
 def normalize(value: Any) -> Any:
@@ -193,14 +213,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "circuitflow"
 
 
-def file_sha256(path: str | os.PathLike[str], block: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class DigestCache:
     """File digests remembered by (real path, size, mtime): a file is hashed once per change.
 
@@ -228,7 +240,7 @@ class DigestCache:
         entry = self._entries.get(real)
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return str(entry[2])
-        value = file_sha256(real)
+        value, _ = hash_file(real)
         self.hashed += 1
         self._entries[real] = [st.st_size, st.st_mtime_ns, value]
         self._save(real)

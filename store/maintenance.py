@@ -1,12 +1,12 @@
 """Store upkeep: list runs, size by stage, verify integrity, collect garbage, compact tables.
 
-- `ls`: the runs table, newest first.
 - `du`: bytes and counts per stage (objects), per table, in quarantine/ and tmp/.
 - `verify`: re-hash every object file against its manifest and open every table file's footer;
   optionally quarantine the damaged objects.
-- `gc`: objects that no ``stage_events`` row references, temporary leftovers and quarantined
+- `gc`: objects that no catalog row references, temporary leftovers and quarantined
   objects, each older than a grace period (runs write their events when they finish, so a young
   unreferenced object may belong to a run still in progress). Dry run unless ``apply=True``.
+  Referenced means: named in a column that a registered table declares as `object_keys`.
 - `compact`: merge each shard's small Parquet files into one file (see `store.catalog`).
 """
 
@@ -27,28 +27,16 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from store.catalog import COMPACT_PREFIX, SCHEMAS, SOURCES_META, read_sources, schema_of
-from store.fs import new_tmp_name, publish_file, utc_stamp
-from store.objects import Problem, Store, hash_files
-from store.query import QuerySession
+from circuitflow.store.catalog import COMPACT_PREFIX, SOURCES_META, read_sources
+from circuitflow.store.fs import new_tmp_name, publish_file, utc_stamp
+from circuitflow.store.objects import Problem, hash_files
+from circuitflow.store.query import QuerySession
+from circuitflow.store.store import Store
 
 DEFAULT_GRACE_S = 24 * 3600
 SMALL_FILE_BYTES = 64 << 20
 COMPACT_OUTPUT_BYTES = 512 << 20
 ROW_GROUP_ROWS = 128 * 1024
-
-
-def ls(store: Store, limit: int | None = None) -> pa.Table:
-    """Runs, newest first."""
-    sql = (
-        "SELECT run_id, created_at, status, model, left(prompt, 40) AS prompt, n_tokens, "
-        "n_nodes_kept, n_edges_kept, replacement_score, completeness_score FROM runs "
-        "ORDER BY created_at DESC, run_id"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    with QuerySession(store) as session:
-        return session.arrow(sql)
 
 
 # -- du ------------------------------------------------------------------------------------
@@ -89,7 +77,7 @@ def du(store: Store) -> list[Usage]:
             if p["type"] == "directory"
         )
         rows.append(Usage("objects", posixpath.basename(stage_dir), count, _size(fs, stage_dir)))
-    for table in SCHEMAS:
+    for table in store.catalog.table_names():
         files = store.catalog.files(table)
         paths = files.files + files.superseded
         if paths:
@@ -138,7 +126,7 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
             dest = store.quarantine(path, "; ".join(str(p) for p in found))
             if dest:
                 report.quarantined.append(loc.rel(dest))
-    for table in SCHEMAS:
+    for table in store.catalog.table_names():
         files = store.catalog.files(table)
         for path in files.files + files.superseded:
             report.table_files += 1
@@ -172,9 +160,17 @@ class GcReport:
 
 
 def referenced_keys(store: Store) -> set[str]:
-    with QuerySession(store) as session:
-        rows = session.arrow("SELECT DISTINCT key FROM stage_events WHERE key IS NOT NULL")
-    return set(rows.column("key").to_pylist())
+    """Object keys named in the `object_keys` column of any registered table."""
+    keys: set[str] = set()
+    with QuerySession(store.catalog) as session:
+        for table, spec in store.catalog.tables.items():
+            if spec.object_keys and store.catalog.files(table).files:
+                column = spec.object_keys
+                rows = session.arrow(
+                    f'SELECT DISTINCT "{column}" AS k FROM "{table}" WHERE "{column}" IS NOT NULL'
+                )
+                keys.update(rows.column("k").to_pylist())
+    return keys
 
 
 def _age_s(store: Store, path: str, now: float) -> float:
@@ -284,8 +280,8 @@ def compact(
     """
     catalog, fs = store.catalog, store.fs
     done: list[Compaction] = []
-    for table in tables or SCHEMAS:
-        schema = schema_of(table)
+    for table in tables or catalog.table_names():
+        schema = catalog.spec(table).schema if table in catalog.tables else None
         with catalog.lock(table, exclusive=True):
             for shard_dir in catalog.shard_dirs(table):
                 names, superseded = catalog.shard_listing(shard_dir)
@@ -307,9 +303,15 @@ def compact(
 
 
 def _merge(
-    store: Store, table: str, schema: pa.Schema, shard_dir: str, group: list[str]
+    store: Store, table: str, schema: pa.Schema | None, shard_dir: str, group: list[str]
 ) -> Compaction:
     loc, fs = store.location, store.fs
+    if schema is None:  # a table nobody registered: the union of its files' columns
+        schemas = []
+        for path in group:
+            with fs.open(path, "rb") as f:
+                schemas.append(pq.read_schema(f).remove_metadata())
+        schema = pa.unify_schemas(schemas)
     sources: set[str] = set()
     for path in group:
         sources.add(posixpath.basename(path))

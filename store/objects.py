@@ -37,23 +37,31 @@ import json
 import logging
 import os
 import posixpath
-import re
 import shutil
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from zarr.storage import FsspecStore
 
-from store.errors import ObjectCorrupted, ObjectMissing
-from store.fs import HashingWriter, Location, hash_file, new_tmp_name, resolve, utc_now, utc_stamp
-from store.keys import normalize
-from store.tensors import (
+from circuitflow.store.arrow import to_arrow_table
+from circuitflow.store.errors import ObjectCorrupted, ObjectMissing
+from circuitflow.store.fs import (
+    HashingWriter,
+    Location,
+    hash_file,
+    new_tmp_name,
+    resolve,
+    utc_now,
+    utc_stamp,
+)
+from circuitflow.store.keys import check_key, check_name, normalize
+from circuitflow.store.tensors import (
     HashingStore,
     IntegrityError,
     SparseCOO,
@@ -66,30 +74,10 @@ from store.tensors import (
     write_sparse,
 )
 
-if TYPE_CHECKING:
-    from store.catalog import Catalog
-
 log = logging.getLogger("circuitflow.store")
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_KEY = re.compile(r"^[0-9a-f]{16,128}$")
-
-
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(
-            f"invalid {kind} {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
-        raise ValueError(f"invalid key {key!r}: expected lowercase hex (a stage_key digest)")
-    return key
 
 
 @cache
@@ -100,23 +88,6 @@ def default_code_version() -> str:
         return f"circuitflow {version('circuitflow')}"
     except PackageNotFoundError:
         return "circuitflow (not installed)"
-
-
-def to_arrow_table(value: Any) -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, column dict, list of row dicts or DataFrame."""
-    if isinstance(value, pa.Table):
-        return value
-    if isinstance(value, pa.RecordBatch):
-        return pa.Table.from_batches([value])
-    if isinstance(value, Mapping):
-        return pa.table(dict(value))
-    if isinstance(value, list):
-        # from_pylist would take the columns from the first row only and drop the others.
-        names = list(dict.fromkeys(k for row in value for k in row))
-        return pa.table({k: [row.get(k) for row in value] for k in names})
-    if type(value).__name__ == "DataFrame":
-        return pa.Table.from_pandas(value, preserve_index=False)
-    raise TypeError(f"cannot make a table from {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -143,18 +114,17 @@ class Problem:
         )
 
 
-class Store:
-    """A content-addressed store rooted at a local path or an fsspec URL.
+class ObjectStore:
+    """The objects of a store rooted at a local path or an fsspec URL (see the module docs).
 
-    ``Store()`` uses $CIRCUITFLOW_STORE or ``./.circuitflow/store``. Extra keyword arguments are
-    fsspec storage options (credentials, endpoints) for remote roots.
+    `store.Store` adds the catalog and SQL on top; this class knows objects only.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None, **storage_options: Any) -> None:
         self.location: Location = resolve(root, **storage_options)
 
     def __repr__(self) -> str:
-        return f"Store({self.location.url!r})"
+        return f"{type(self).__name__}({self.location.url!r})"
 
     @property
     def fs(self) -> Any:
@@ -163,18 +133,6 @@ class Store:
     @property
     def root(self) -> str:
         return self.location.root
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        from store.catalog import Catalog
-
-        return Catalog(self.location)
-
-    def query(self, sql: str) -> pa.Table:
-        """Run a read-only SQL query over the catalog tables (see `store.query`)."""
-        from store.query import run_query
-
-        return run_query(self, sql)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -336,7 +294,7 @@ def hash_files(
     def check(item: tuple[str, Mapping[str, Any]]) -> Problem | None:
         rel, expected = item
         try:
-            digest, size = hash_file(loc.fs, posixpath.join(path, rel))
+            digest, size = hash_file(posixpath.join(path, rel), loc.fs)
         except FileNotFoundError:
             return Problem(where, rel, "file is missing")
         if digest != expected["sha256"] or size != expected["size"]:
@@ -363,7 +321,7 @@ class ObjectWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: ObjectStore,
         stage: str,
         key: str,
         *,
@@ -568,7 +526,7 @@ class StoredObject:
     """A published object. Reads verify each file against the manifest as it is read."""
 
     def __init__(
-        self, store: Store, stage: str, key: str, path: str, manifest: dict[str, Any]
+        self, store: ObjectStore, stage: str, key: str, path: str, manifest: dict[str, Any]
     ) -> None:
         self.store = store
         self.stage = stage

@@ -15,19 +15,13 @@ from the files present when the session opens, and then locked down:
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import json
-import math
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from store.catalog import SCHEMAS, Catalog
-from store.errors import QueryError
+from circuitflow.store.catalog import Catalog
+from circuitflow.store.errors import QueryError
 
 ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
@@ -54,24 +48,26 @@ def check_sql(sql: str) -> str:
 
 
 class QuerySession:
-    """A read-only SQL session over one store's catalog tables."""
+    """A read-only SQL session over a catalog's tables (registered ones, and any on disk)."""
 
-    def __init__(self, store: Any, *, threads: int | None = None) -> None:
-        self.store = store
+    def __init__(self, catalog: Catalog, *, threads: int | None = None) -> None:
+        self.catalog = catalog
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
-        catalog: Catalog = store.catalog
-        for table in SCHEMAS:
+        for table in catalog.table_names():
             self._create_view(catalog, table)
         self._lock_down()
 
     def _create_view(self, catalog: Catalog, table: str) -> None:
         files = catalog.files(table)
         con = self._con
+        schema = catalog.tables[table].schema if table in catalog.tables else None
         if not files.files:
-            con.register(f"_empty_{table}", SCHEMAS[table].empty_table())
+            if schema is None:
+                return
+            con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
             return
         if not catalog.location.local:
@@ -80,7 +76,7 @@ class QuerySession:
 
             dataset = pads.dataset(
                 files.files,
-                schema=SCHEMAS[table],
+                schema=schema,
                 format="parquet",
                 filesystem=PyFileSystem(FSSpecHandler(catalog.location.fs)),
             )
@@ -104,7 +100,7 @@ class QuerySession:
         )
 
     def _lock_down(self) -> None:
-        loc = self.store.location
+        loc = self.catalog.location
         con = self._con
         if loc.local:
             con.execute(f"SET allowed_directories=[{_literal(loc.root.rstrip('/') + '/')}]")
@@ -152,88 +148,17 @@ def _explain_error(exc: Exception) -> str:
     return text
 
 
-def run_query(store: Any, sql: str) -> pa.Table:
+def run_query(catalog: Catalog, sql: str) -> pa.Table:
     """Run one read-only query and return all rows.
 
     Retried once on a vanished file: a concurrent `compact` may delete files between the moment
     DuckDB lists them and the moment it reads them.
     """
     for attempt in (1, 2):
-        with QuerySession(store) as session:
+        with QuerySession(catalog) as session:
             try:
                 return session.arrow(sql)
             except QueryError as exc:
                 if attempt == 2 or "No such file" not in str(exc):
                     raise
     raise AssertionError("unreachable")
-
-
-# -- output formats ------------------------------------------------------------------------
-
-
-def head(reader: pa.RecordBatchReader, n: int) -> tuple[pa.Table, int]:
-    """The first `n` rows and the total row count, without keeping the rest in memory."""
-    kept: list[pa.RecordBatch] = []
-    have = total = 0
-    for batch in reader:
-        total += batch.num_rows
-        if have < n:
-            part = batch.slice(0, n - have)
-            kept.append(part)
-            have += part.num_rows
-    return pa.Table.from_batches(kept, schema=reader.schema), total
-
-
-def write_csv(reader: pa.RecordBatchReader, out: IO[bytes], limit: int | None = None) -> int:
-    with pacsv.CSVWriter(out, reader.schema) as writer:
-        return _copy(reader, writer.write_batch, limit)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def iter_json_rows(reader: pa.RecordBatchReader, limit: int | None = None) -> Iterator[str]:
-    left = limit
-    for batch in reader:
-        if left is not None:
-            batch = batch.slice(0, left)
-            left -= batch.num_rows
-        for row in batch.to_pylist():
-            yield json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False)
-        if left == 0:
-            return
-
-
-def write_json(reader: pa.RecordBatchReader, out: IO[str], limit: int | None = None) -> int:
-    """A JSON array of row objects, streamed (timestamps as ISO 8601, NaN as null)."""
-    out.write("[")
-    n = 0
-    for n, line in enumerate(iter_json_rows(reader, limit), start=1):
-        out.write(("\n" if n == 1 else ",\n") + line)
-    out.write("\n]\n" if n else "]\n")
-    return n
-
-
-def _copy(reader: pa.RecordBatchReader, write: Any, limit: int | None) -> int:
-    n = 0
-    for batch in reader:
-        if limit is not None:
-            batch = batch.slice(0, limit - n)
-        write(batch)
-        n += batch.num_rows
-        if limit is not None and n >= limit:
-            break
-    return n

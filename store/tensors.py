@@ -28,7 +28,7 @@ from zarr.codecs import ZstdCodec
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
-from store.errors import StoreError
+from circuitflow.store.errors import StoreError
 
 # Dtypes without a numpy equivalent, and the unsigned integer type holding their bits.
 RAW_DTYPES: dict[str, type[np.unsignedinteger[Any]]] = {

@@ -2,7 +2,7 @@
 
 A `Setup` names the model, the transcoder set and the store: small strings that travel to any
 worker (a Dask worker on another machine included). Each worker process loads the model and
-transcoders the first time a task needs them and keeps them, keyed by the setup
+transcoders the first time a stage needs them and keeps them, keyed by the setup
 (`loaded(setup)`). HookedTransformer keeps its hooks as model state, so two threads must never
 run one model at once: every use of the model holds `Loaded.lock`.
 
@@ -14,17 +14,16 @@ know whether a stage is already stored.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from attribution import ReplacementModel, load_model, load_transcoders
-from store import DigestCache, Store, model_digest, transcoder_digest
+from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
+from circuitflow.models import BUILTIN_MODEL
+from circuitflow.store import DigestCache, model_digest, transcoder_digest
+from circuitflow.store.fs import default_root
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILTIN_MODEL = ROOT / "models" / "capitals-4l"
 TRANSCODER_PRESETS = ("plt", "clt")
 
 
@@ -45,7 +44,7 @@ class Setup:
         store: str | None = None,
         device: str | None = None,
     ) -> Setup:
-        """Fill in defaults: the built-in model, its per-layer transcoders, the local store.
+        """Fill in defaults: the built-in model, its per-layer transcoders, the default store.
 
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
         transcoders/<name>/), a directory, or a hub reference.
@@ -67,7 +66,7 @@ class Setup:
         else:
             tc_path = _existing_path(name)
         return cls(
-            model=model_path, transcoders=tc_path, store=store_root(store), device=device or "cpu"
+            model=model_path, transcoders=tc_path, store=default_root(store), device=device or "cpu"
         )
 
     @property
@@ -79,13 +78,6 @@ class Setup:
     def transcoders_label(self) -> str:
         path = Path(self.transcoders)
         return path.name if path.is_dir() else self.transcoders
-
-
-def store_root(store: str | None = None) -> str:
-    """The store to use: `store`, else $CIRCUITFLOW_STORE, else ./.circuitflow/store; local
-    paths made absolute (workers may run elsewhere)."""
-    root = store or os.environ.get("CIRCUITFLOW_STORE") or ".circuitflow/store"
-    return root if "://" in root else str(Path(root).expanduser().resolve())
 
 
 def _existing_path(text: str) -> str:
@@ -117,11 +109,6 @@ def loaded(setup: Setup) -> Loaded:
 
 
 @cache
-def open_store(root: str) -> Store:
-    return Store(root)
-
-
-@cache
 def model_identity(model: str) -> str:
     """Digest of a model: its config.json and weight files (or, for a hub name, its weights)."""
     directory = Path(model)
@@ -138,3 +125,12 @@ def transcoders_identity(transcoders: str) -> str:
     if not path.is_dir():  # a hub reference: digest the downloaded snapshot
         path = Path(load_transcoders(transcoders).path)
     return transcoder_digest(path, cache=DigestCache())
+
+
+def identity(setup: Setup, name: str) -> str:
+    """The identity a stage's key may name: "model" or "transcoders"."""
+    if name == "model":
+        return model_identity(setup.model)
+    if name == "transcoders":
+        return transcoders_identity(setup.transcoders)
+    raise ValueError(f"unknown identity {name!r}: a stage may depend on 'model' or 'transcoders'")

@@ -2,7 +2,7 @@
 
 Each task reads what earlier steps wrote under the output directory and writes its own files
 there; tasks pass paths and small dicts of statistics, never tensors. The work itself lives in
-`attribution.training`; these wrappers only name the steps for Prefect (and its UI and logs).
+`training`; these wrappers only name the steps for Prefect (and its UI and logs).
 
 Steps, in order:
 1. `build_tokenizer_task`: the world's vocabulary -> `OUT/tokenizer/`.
@@ -18,8 +18,8 @@ from typing import Any
 
 from prefect import task
 
-from attribution.training import pipeline
-from attribution.training.config import TrainDemoConfig
+from circuitflow.training import pipeline
+from circuitflow.training.config import TrainDemoConfig
 
 
 @task(name="build-tokenizer", cache_policy=None)

@@ -9,7 +9,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="circuitflow-test-prefect-"))
 os.environ.setdefault("CIRCUITFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="circuitflow-test-cache-"))
 
-from flows.settings import configure  # noqa: E402
+from circuitflow.flows.settings import configure  # noqa: E402
 
 configure()
 
@@ -25,7 +25,7 @@ def prefect_api():
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.settings import quiet_flows
+    from circuitflow.flows.settings import quiet_flows
 
     with prefect_test_harness(), quiet_flows():
         yield PREFECT_API_URL.value()
@@ -34,8 +34,8 @@ def prefect_api():
 @pytest.fixture(scope="session")
 def toy_model_dir(tmp_path_factory):
     """A small random Llama-style model directory with per-layer and cross-layer transcoders."""
-    from attribution import save_model
-    from attribution.toy import CROSS_LAYER, random_model, random_transcoders
+    from circuitflow.attribution import save_model
+    from circuitflow.attribution.toy import CROSS_LAYER, random_model, random_transcoders
 
     directory = tmp_path_factory.mktemp("toy-model")
     model = random_model("llama")

@@ -8,7 +8,7 @@ of the largest |A|), and the same pruning masks and scores.
 import pytest
 import torch
 
-from attribution import (
+from circuitflow.attribution import (
     Activation,
     BudgetError,
     ModelMismatchError,
@@ -25,8 +25,8 @@ from attribution import (
     prune,
     tokenize,
 )
-from attribution.graph import AttributionGraph
-from attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
+from circuitflow.attribution.graph import AttributionGraph
+from circuitflow.attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
 from tests.attribution.reference import (
     compute_graph_scores,
     prune_graph,
@@ -81,14 +81,14 @@ def test_resume_from_reloaded_precompute_gives_identical_adjacency():
     rm = ReplacementModel(model, random_transcoders(model))
     direct = attribute(PROMPT, rm, batch_size=8)
 
-    tensors, meta = precompute(rm, tokenize(rm, PROMPT)).to_parts()
+    tensors, meta, _ = precompute(rm, tokenize(rm, PROMPT)).to_parts()
     reloaded = Precompute.from_parts({k: v.numpy() for k, v in tensors.items()}, meta)
     targets = choose_targets(rm, reloaded)
     rows = compute_rows(rm, reloaded, targets, batch_size=8)
     resumed = assemble(reloaded, targets, rows)
     assert torch.equal(resumed.adjacency, direct.adjacency)
 
-    tensors, meta = resumed.to_parts()
+    tensors, meta, _ = resumed.to_parts()
     again = AttributionGraph.from_parts(tensors, meta)
     assert torch.equal(again.adjacency, direct.adjacency) and again.n_layers == direct.n_layers
 

@@ -13,7 +13,7 @@ tok1 .27 + .045 = .315; none longer.
 import pytest
 import torch
 
-from attribution import AttributionGraph, graph_scores, node_influence
+from circuitflow.attribution import AttributionGraph, graph_scores, node_influence
 
 
 def hand_graph() -> AttributionGraph:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from attribution import ReplacementModel, intervene, tokenize
-from attribution.intervene import InterventionError
-from attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
+from circuitflow.attribution import ReplacementModel, intervene, tokenize
+from circuitflow.attribution.intervene import InterventionError
+from circuitflow.attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
 
 PROMPT = "w3 w1 w4 w1 w5"
 

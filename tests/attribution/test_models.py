@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from attribution import ModelLoadError, load_model, save_model
-from attribution.toy import FAMILIES, random_model
+from circuitflow.attribution import ModelLoadError, load_model, save_model
+from circuitflow.attribution.toy import FAMILIES, random_model
 
 
 @pytest.mark.parametrize("family", FAMILIES)

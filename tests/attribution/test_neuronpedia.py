@@ -6,8 +6,8 @@ import pytest
 import torch
 from jsonschema import ValidationError
 
-from attribution import prune
-from attribution.neuronpedia import cantor, graph_json, validate
+from circuitflow.attribution import prune
+from circuitflow.attribution.neuronpedia import cantor, graph_json, validate
 from tests.attribution.test_influence import hand_graph
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from attribution import ThresholdError, prune
-from attribution.prune import mass_threshold
+from circuitflow.attribution import ThresholdError, prune
+from circuitflow.attribution.prune import mass_threshold
 from tests.attribution.test_influence import hand_graph
 
 
@@ -54,7 +54,7 @@ def test_mass_threshold_equals_the_sorting_definition(fraction):
 
 
 def test_details_list_kept_edges_with_their_scores():
-    from attribution import prune_with_details
+    from circuitflow.attribution import prune_with_details
 
     details = prune_with_details(hand_graph(), node_threshold=0.7, edge_threshold=0.98)
     assert details.kept_edges.tolist() == [[0, 4], [0, 5], [6, 0]]

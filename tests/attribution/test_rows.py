@@ -9,9 +9,9 @@ change at the target's input. The frozen model is affine, so that change is the 
 import pytest
 import torch
 
-from attribution import ReplacementModel, attribute
-from attribution.replacement import FINAL_NORM_SCALE, FROZEN_HOOK_SUFFIXES
-from attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
+from circuitflow.attribution import ReplacementModel, attribute
+from circuitflow.attribution.replacement import FINAL_NORM_SCALE, FROZEN_HOOK_SUFFIXES
+from circuitflow.attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
 
 PROMPT = "w4 w8 w15 w16 w23 w42"
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 import yaml
 
-from attribution import Activation, TranscoderError, load_transcoders
-from attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
-from attribution.transcoders import save_transcoders
+from circuitflow.attribution import Activation, TranscoderError, load_transcoders
+from circuitflow.attribution.toy import CROSS_LAYER, PER_LAYER, random_model, random_transcoders
+from circuitflow.attribution.transcoders import save_transcoders
 
 
 @pytest.fixture(scope="module")

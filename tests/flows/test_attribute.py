@@ -5,13 +5,19 @@ import shutil
 import pytest
 import torch
 
-from flows.attribute import attribute_prompt
-from flows.report import run_report
-from tasks.runs import RunParams, RunRequest
-from tasks.runtime import Setup, open_store
-from tasks.stages import forget_records, load_graph
+from circuitflow.attribution import RunParams
+from circuitflow.flows.attribute import attribute_prompt
+from circuitflow.flows.report import run_report
+from circuitflow.tasks import PIPELINE, RunRequest, Setup, open_store
+from circuitflow.tasks.context import RunContext, forget_records
 
 PROMPT = "w3 w1 w4 w1 w5 w9"
+
+
+def graph_of(setup, outcome):
+    """The attribution graph of a finished run, read back from the store."""
+    outputs = {s.stage: s for s in outcome.stages}
+    return RunContext(setup, RunRequest(outcome.prompt), outputs, PIPELINE).graph
 
 
 def statuses(summary) -> dict[str, str]:
@@ -46,8 +52,8 @@ def test_rerun_is_all_cached_with_identical_results(prefect_api, setup):
     assert {e["status"] for e in events} == {"cached"} and len(events) == 7
     for table, before in rows_before.items():
         assert catalog.read(table, again.run_id).equals(before), table
-    a = load_graph(setup, *first.stages[1:4])
-    b = load_graph(setup, *again.stages[1:4])
+    forget_records()
+    a, b = graph_of(setup, first), graph_of(setup, again)
     assert torch.equal(a.adjacency, b.adjacency)
 
 
@@ -77,7 +83,7 @@ def test_a_corrupted_object_is_recomputed(prefect_api, setup):
     store = open_store(setup.store)
     rows_key = next(s.key for s in first.stages if s.stage == "rows")
     obj = store.open("rows", rows_key)
-    chunk = next(p for p in _files(obj.path) if "/tensors/rows/c" in p)
+    chunk = next(p for p in _files(obj.path) if "/tensors/matrix/c" in p)
     with open(chunk, "r+b") as f:
         f.seek(10)
         f.write(b"\xff\xff\xff\xff")
@@ -89,8 +95,7 @@ def test_a_corrupted_object_is_recomputed(prefect_api, setup):
     assert again.status == "ok" and "rows" in computed(again)
     assert store.get("precompute", precompute_key) is not None  # recomputed
     assert store.get("rows", rows_key, verify=True) is not None  # recomputed, intact
-    graph = load_graph(setup, *again.stages[1:4])
-    original = load_graph(setup, *first.stages[1:4])
+    graph, original = graph_of(setup, again), graph_of(setup, first)
     assert torch.equal(graph.adjacency, original.adjacency)
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attribution.neuronpedia import validate
-from flows.cli import main
-from store import Store
+from circuitflow.attribution.neuronpedia import validate
+from circuitflow.flows.cli import main
+from circuitflow.store import Store
 
 
 @pytest.fixture
@@ -94,6 +94,8 @@ def test_summary_names_the_graph_and_how_to_query(invoke):
         (["attribute", "w1 w2", "--node-threshold", "1.5"], 2, "must be in (0, 1]"),
         (["attribute", "w1 w2", "--edge-threshold", "0"], 2, "must be in (0, 1]"),
         (["attribute", "w1 w2", "--max-feature-nodes", "0"], 2, "positive integer"),
+        (["attribute", "w1 w2", "--node-threshold", "nan"], 2, "must be in (0, 1]"),
+        (["attribute", "w1 w2", "--update-interval", "-1"], 2, "positive integer"),
         (["attribute", ""], 1, "the prompt is empty"),
         (["attribute", "w1 aardvark"], 1, "aardvark"),
         (["attribute", "w1", "--target", "w1 w2"], 1, "exactly one token"),
@@ -109,12 +111,33 @@ def test_bad_input_is_a_clear_error(invoke, args, code, message):
 def test_reprune_of_an_unknown_run(invoke):
     result = invoke("reprune", "nosuchrun", "--node-threshold", "0.5", model=False)
     assert result.exit_code == 2 and "no successful run 'nosuchrun'" in result.output
+    result = invoke("reprune", "nosuchrun", "--node-threshold", "1.5", model=False)
+    assert result.exit_code == 2 and "must be in (0, 1]" in result.output
 
 
 @pytest.mark.parametrize(
-    "command", ["attribute", "sweep", "reprune", "export", "schedule", "query", "store"]
+    "command",
+    ["attribute", "sweep", "reprune", "export", "schedule", "query", "store", "train-demo"],
 )
 def test_every_command_explains_itself(command):
     result = CliRunner().invoke(main, [command, "--help"])
-    assert result.exit_code == 0 and "--store" in result.output or command == "store"
-    assert "Example" in result.output or command in ("query", "store")
+    assert result.exit_code == 0, result.output
+    if command == "store":  # a group: its subcommands take --store
+        assert all(sub in result.output for sub in ("ls", "du", "verify", "gc", "compact"))
+    elif command != "train-demo":
+        assert "--store" in result.output
+    if command != "store":
+        assert "Example" in result.output
+
+
+def test_run_options_come_from_run_params():
+    """Every RunParams field is an option of the run commands, with its default shown."""
+    from circuitflow.attribution import RunParams
+
+    for command in ("attribute", "sweep", "schedule"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        for name in RunParams.names():
+            flag = "--target" if name == "targets" else "--" + name.replace("_", "-")
+            assert flag in text, (command, flag)
+    text = CliRunner().invoke(main, ["attribute", "--help"], terminal_width=200).output
+    assert "[default: 0.8]" in text and "[default: 0.98]" in text

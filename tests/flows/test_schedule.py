@@ -9,7 +9,9 @@ import time
 import httpx
 import pytest
 
-from store import Store
+from circuitflow.store import Store
+
+pytestmark = pytest.mark.slow  # servers, clusters and subprocesses
 
 
 def free_port() -> int:
@@ -61,60 +63,61 @@ def prefect_server(tmp_path):
     server.wait(timeout=30)
 
 
-def completed_runs(api: str) -> list[dict]:
-    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
-    return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+def flow_runs(api: str) -> list[dict]:
+    return httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
 
 
-def test_schedule_registers_a_deployment_whose_scheduled_run_executes(
-    prefect_server, toy_model_dir, tmp_path
-):
+def test_schedule_serves_a_deployment_whose_runs_execute(prefect_server, toy_model_dir, tmp_path):
+    """The deployment is registered with its cron; a run of it, triggered through the API
+    (as the scheduler would, without waiting for the next cron minute), executes the sweep."""
     prompts = tmp_path / "nightly.txt"
     prompts.write_text("w1 w2 w3\nw4 w5 w6 w7\n")
     store_root = tmp_path / "store"
     env = os.environ | {
         "PREFECT_API_URL": prefect_server,
         "PREFECT_HOME": str(tmp_path / "client-home"),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
+    command = [sys.executable, "-m", "circuitflow.flows.cli", "schedule", str(prompts)]
+    command += ["--cron", "0 3 * * *", "--model", str(toy_model_dir), "--store", str(store_root)]
     serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "schedule",
-            str(prompts),
-            "--cron",
-            "* * * * *",
-            "--model",
-            str(toy_model_dir),
-            "--store",
-            str(store_root),
-            "--workers",
-            "1",
-        ],
+        [*command, "--workers", "1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 200  # the next minute boundary, then the sweep itself
-        deployments = []
-        while time.monotonic() < deadline:
-            deployments = httpx.post(
-                f"{prefect_server}/deployments/filter", json={}, timeout=10
-            ).json()
-            if completed_runs(prefect_server) or serve.poll() is not None:
-                break
-            time.sleep(2)
-        assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+        deployments = wait_for(lambda: httpx.post(
+            f"{prefect_server}/deployments/filter", json={}, timeout=10).json(), serve)  # fmt: skip
         assert [d["name"] for d in deployments] == ["sweep-nightly"]
-        assert deployments[0]["schedules"][0]["schedule"]["cron"] == "* * * * *"
-        runs = completed_runs(prefect_server)
-        assert runs and runs[0]["deployment_id"] == deployments[0]["id"]
+        assert deployments[0]["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+        created = httpx.post(
+            f"{prefect_server}/deployments/{deployments[0]['id']}/create_flow_run",
+            json={},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        done = wait_for(lambda: [r for r in flow_runs(prefect_server)
+                                 if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")],
+                        serve)  # fmt: skip
+        assert done[0]["state_type"] == "COMPLETED", done[0]["state_name"]
+        assert done[0]["deployment_id"] == deployments[0]["id"]
     finally:
         os.killpg(serve.pid, 15)
         serve.wait(timeout=30)
     recorded = Store(store_root).catalog.read("runs").to_pylist()
     assert sorted(r["prompt"] for r in recorded) == ["w1 w2 w3", "w4 w5 w6 w7"]
     assert {r["status"] for r in recorded} == {"ok"}
+
+
+def wait_for(probe, serve: subprocess.Popen, timeout: float = 180) -> list:
+    """Poll `probe()` until it returns something non-empty; fail if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+        time.sleep(1)
+    pytest.fail(f"nothing after {timeout} s: {serve.stdout.read1().decode()[-3000:]}")

@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from store import Store
+import pytest
 
-CLI = [sys.executable, "-m", "flows.cli"]
+from circuitflow.store import Store
+
+pytestmark = pytest.mark.slow  # servers, clusters and subprocesses
+
+CLI = [sys.executable, "-m", "circuitflow.flows.cli"]
 
 
 def write_prompts(path: Path, n: int) -> list[str]:

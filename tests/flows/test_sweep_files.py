@@ -2,8 +2,8 @@
 
 import pytest
 
-from flows.sweep_files import SweepConfig, SweepFileError, expand
-from tasks.runs import RunParams
+from circuitflow.attribution import RunParams
+from circuitflow.flows.sweep_files import SweepConfig, SweepFileError, expand
 
 
 def test_text_jsonl_and_csv(tmp_path):
@@ -41,13 +41,24 @@ def test_yaml_grid_multiplies_prompts_and_settings(tmp_path):
 @pytest.mark.parametrize(
     "name,text,message",
     [
-        ("a.jsonl", '{"text": "w1"}\n', 'needs a "prompt" field'),
+        ("a.jsonl", '{"text": "w1"}\n', 'needs a "prompt" string'),
         ("b.jsonl", "not json\n", "not JSON"),
         ("c.csv", "text\nw1\n", "'prompt' column"),
         ("d.txt", "\n# nothing\n", "holds no prompts"),
-        ("e.yaml", "prompts: [w1]\ncolour: red\n", "unknown keys"),
-        ("f.yaml", "prompts: [w1]\ngrid: {batch_size: [1, 2]}\n", "the grid can vary"),
-        ("g.yaml", "prompts: [w1]\nparams: {speed: 3}\n", "unknown params"),
+        ("e.yaml", "prompts: [w1]\ncolour: red\n", r"e.yaml:2: unknown key 'colour'"),
+        ("f.yaml", "prompts: [w1]\ngrid:\n  speed: [1, 2]\n", r"f.yaml:3: the grid can vary"),
+        ("g.yaml", "prompts: [w1]\nparams: {speed: 3}\n", r"g.yaml:2: params.speed is not"),
+        (
+            "h.yaml",
+            "prompts: [w1]\nparams:\n  batch_size: 8\n  node_threshold: 1.5\n",
+            r"h.yaml:4: params.node_threshold must be in \(0, 1\], got 1.5",
+        ),
+        ("i.yaml", "prompts: [w1]\ngrid:\n  edge_threshold: [0.9, 0]\n", r"i.yaml:3: grid.edge_"),
+        ("j.yaml", "prompts: [w1]\nparams: {batch_size: '8'}\n", "positive integer, got '8'"),
+        ("k.yaml", "prompts: [w1]\nparams: {node_threshold: .nan}\n", r"in \(0, 1\]"),
+        ("l.yaml", "prompts: [w1]\ngrid: {node_threshold: 0.5}\n", "must be a non-empty list"),
+        ("m.yaml", "prompts: [w1\n", "not valid YAML"),
+        ("n.yaml", "- w1\n- w2\n", "a sweep YAML is a mapping"),
     ],
 )
 def test_bad_sweep_files(tmp_path, name, text, message):
@@ -61,4 +72,32 @@ def test_the_shipped_sweep_config_reads():
 
     path = Path(__file__).resolve().parents[2] / "configs" / "sweeps" / "capitals.yaml"
     items, model = expand(path, RunParams(), None)
+    assert "flows/" not in path.read_text()  # no stale references to files that moved
     assert len(items) == 6 * 2 * 2 and model is None
+
+
+def test_bytes_that_are_not_text(tmp_path):
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02PNG")
+    with pytest.raises(SweepFileError, match="binary file"):
+        expand(tmp_path / "bin.txt", RunParams(), None)
+    (tmp_path / "latin.txt").write_bytes(b"w1 w2\ncaf\xe9\n")
+    with pytest.raises(SweepFileError, match=r"latin.txt:2: not UTF-8"):
+        expand(tmp_path / "latin.txt", RunParams(), None)
+
+
+def test_csv_with_a_byte_order_mark_and_newlines_in_quotes(tmp_path):
+    text = 'prompt,id\n"w1\nw2",1\nw3,2\n'
+    (tmp_path / "p.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    items, _ = expand(tmp_path / "p.csv", RunParams(), None)
+    assert [i.request.prompt for i in items] == ["w1\nw2", "w3"]
+
+
+def test_every_run_setting_is_a_sweep_key(tmp_path):
+    """params and grid accept exactly the RunParams fields (grid: plus transcoders)."""
+    defaults = RunParams().to_dict()
+    lines = "\n".join(
+        f"  {k}: {v if v != [] else '[w1]'}" for k, v in defaults.items() if v is not None
+    )
+    (tmp_path / "all.yaml").write_text(f"prompts: [w1]\nparams:\n{lines}\n")
+    items, _ = expand(tmp_path / "all.yaml", RunParams(), None)
+    assert items[0].request.params.targets == ("w1",)

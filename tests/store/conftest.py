@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from circuitflow.store import Store
+from tests.store.tables import TABLES
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+    return Store(tmp_path / "store", tables=TABLES)
 
 
 @pytest.fixture
 def memory_store() -> Store:
-    return Store(f"memory://test-{uuid.uuid4().hex}")
+    return Store(f"memory://test-{uuid.uuid4().hex}", tables=TABLES)

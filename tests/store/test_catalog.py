@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from store import SCHEMAS, CatalogError, Store
-from store.catalog import shard_of
+from circuitflow.store import CatalogError, Store
+from circuitflow.store.catalog import shard_of
+from tests.store.tables import TABLES
 
 RUN = "r-0001"
 
@@ -25,7 +26,7 @@ def test_rows_round_trip_with_defaults_and_casts(store: Store) -> None:
     )
     assert path.endswith(f"tables/nodes/shard={shard_of(RUN)}/{RUN}.parquet")
     rows = store.catalog.read("nodes", RUN)
-    assert rows.schema == SCHEMAS["nodes"]
+    assert rows.schema == TABLES["nodes"].schema
     assert rows.column("run_id").to_pylist() == [RUN, RUN]
     assert rows.column("layer").type == pa.int32()
     assert rows.column("influence").to_pylist() == [None, 0.25]
@@ -53,7 +54,6 @@ def test_one_file_per_run_and_table(store: Store) -> None:
         ("nodes", {"nodeid": ["a"]}, "unknown column.*nodeid"),
         ("nodes", {"run_id": ["other"]}, "other than"),
         ("nodes", {"kind": ["feature", "bias"]}, r"nodes.kind: invalid value.*bias"),
-        ("influence_traces", {"phase": ["backward"]}, "phase: invalid"),
         ("stage_events", {"status": ["skipped"]}, "status: invalid"),
         ("edges", {"weight": ["heavy"]}, "edges.weight: cannot store as double"),
         ("runs", 42, "cannot read rows"),
@@ -71,14 +71,15 @@ def test_bad_run_ids_are_refused(store: Store) -> None:
         store.catalog.write("runs", "../escape", [{}])
 
 
-def test_write_run_writes_runs_last(store: Store) -> None:
+def test_write_run_writes_tables_in_order_and_stops_at_a_bad_one(store: Store) -> None:
     with pytest.raises(CatalogError):
         store.catalog.write_run(
             RUN,
-            {"runs": [{"status": "ok"}], "nodes": [{"kind": "bogus"}], "edges": [{"weight": 1.0}]},
+            {"nodes": [{"kind": "bogus"}], "edges": [{"weight": 1.0}], "runs": [{"status": "ok"}]},
         )
     assert store.catalog.read("runs").num_rows == 0  # no runs row: the run is not complete
-    store.catalog.write_run("r-0002", {"runs": [{"status": "ok"}], "edges": [{"weight": 1.0}]})
+    assert store.catalog.read("edges").num_rows == 0
+    store.catalog.write_run("r-0002", {"edges": [{"weight": 1.0}], "runs": [{"status": "ok"}]})
     assert store.catalog.read("runs")["run_id"].to_pylist() == ["r-0002"]
 
 
@@ -88,3 +89,14 @@ def test_catalog_on_a_remote_filesystem(memory_store: Store) -> None:
         memory_store.catalog.write("runs", RUN, [{"status": "ok"}])
     assert memory_store.catalog.read("runs")["n_tokens"].to_pylist() == [7]
     assert memory_store.query("SELECT n_tokens FROM runs").to_pylist() == [{"n_tokens": 7}]
+
+
+def test_the_store_knows_no_table_until_one_is_registered(store: Store) -> None:
+    bare = Store(store.root)  # the same root, no tables registered
+    with pytest.raises(CatalogError, match="unknown table 'nodes'; known tables: none registered"):
+        bare.catalog.write("nodes", RUN, {"node_id": ["a"]})
+    store.catalog.write("nodes", RUN, {"node_id": ["a", "b"], "influence": [0.5, 0.25]})
+    # Written by a registered schema, found on disk and queried by a handle that knows nothing.
+    assert bare.catalog.table_names() == ["nodes"]
+    assert bare.query("SELECT sum(influence) AS s FROM nodes").to_pylist() == [{"s": 0.75}]
+    assert bare.catalog.read("nodes", RUN).num_rows == 2

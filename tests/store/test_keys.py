@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from store.keys import (
+from circuitflow.store.keys import (
     DigestCache,
     canonical_json,
     model_digest,
@@ -25,7 +25,7 @@ INPUTS = {"precompute": "a" * 64, "model": "b" * 64}
 
 KEY_IN_CHILD = """
 import json, sys
-from store.keys import stage_key, prompt_digest
+from circuitflow.store.keys import stage_key, prompt_digest
 params = json.loads(sys.argv[1])
 inputs = json.loads(sys.argv[2])
 print(stage_key("prune", 3, params, inputs))

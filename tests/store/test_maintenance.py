@@ -1,4 +1,4 @@
-"""Maintenance: ls, du, gc (dry run first), verify of tables, compact (atomic, idempotent)."""
+"""Maintenance: du, gc (dry run first), verify of tables, compact (atomic, idempotent)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import CatalogError, Store, stage_key
-from store.maintenance import compact, du, gc, ls, verify
+from circuitflow.store import CatalogError, Store, stage_key
+from circuitflow.store.maintenance import compact, du, gc, verify
 
 
 def _object(store: Store, stage: str, name: str, size: int = 1000) -> str:
@@ -29,13 +29,6 @@ def _run(store: Store, run_id: str, keys: dict[str, str], created: str) -> None:
             "runs": [{"status": "ok", "created_at": created, "prompt": run_id}],
         },
     )
-
-
-def test_ls_lists_runs_newest_first(store: Store) -> None:
-    _run(store, "old", {}, "2025-01-01T00:00:00Z")
-    _run(store, "new", {}, "2025-06-01T00:00:00Z")
-    assert ls(store)["run_id"].to_pylist() == ["new", "old"]
-    assert ls(store, limit=1)["run_id"].to_pylist() == ["new"]
 
 
 def test_du_sizes_by_stage(store: Store) -> None:

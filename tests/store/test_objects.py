@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import ObjectCorrupted, Store, stage_key
-from store.fs import default_root
-from store.maintenance import gc, verify
+from circuitflow.store import ObjectCorrupted, Store, stage_key
+from circuitflow.store.fs import default_root
+from circuitflow.store.maintenance import gc, verify
 from tests.store.procs import run_python, spawn_python
 
 
@@ -94,7 +94,7 @@ def test_second_writer_of_a_key_discards_its_copy(store: Store) -> None:
 SLOW_WRITER = """
 import sys, time
 import numpy as np
-from store import Store
+from circuitflow.store import Store
 store, key, delay = Store(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 with store.writer("rows", key, version=1) as w:
     for i in range(6):
@@ -131,8 +131,9 @@ def test_kill_9_mid_write_leaves_no_object_and_a_rerun_publishes(store: Store) -
 RACER = """
 import sys, time
 import numpy as np
-from store import Store, stage_key
-store, me, go = Store(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+from circuitflow.store import Store, stage_key
+from tests.store.tables import TABLES
+store, me, go = Store(sys.argv[1], tables=TABLES), sys.argv[2], float(sys.argv[3])
 while time.time() < go:
     time.sleep(0.001)
 won = []

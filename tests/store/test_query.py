@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from store import SCHEMAS, QueryError, QuerySession, Store
+from circuitflow.store import QueryError, QuerySession, Store
+from tests.store.tables import TABLES
 
 
 @pytest.fixture
@@ -46,8 +47,9 @@ def test_views_query_across_runs(filled: Store) -> None:
 
 
 def test_views_expose_exactly_the_schema_columns(filled: Store) -> None:
-    with QuerySession(filled) as session:
-        for table, schema in SCHEMAS.items():  # empty tables included
+    with QuerySession(filled.catalog) as session:
+        for table, spec in TABLES.items():  # empty tables included
+            schema = spec.schema
             described = session.arrow(f"DESCRIBE {table}")
             assert described["column_name"].to_pylist() == schema.names
             assert session.arrow(f"SELECT * FROM {table} LIMIT 0").num_columns == len(schema)

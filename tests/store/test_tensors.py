@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from store import SparseCOO, Store, stage_key
-from store.tensors import default_chunks, to_storage
+from circuitflow.store import SparseCOO, Store, stage_key
+from circuitflow.store.tensors import default_chunks, to_storage
 
 
 def _key(name: str) -> str:

@@ -1,0 +1,151 @@
+"""The settings of one attribution run, declared once: defaults, valid ranges and help.
+
+`RunParams` is the only place where a default (node threshold 0.8, ...) or a valid range is
+written. Everything else derives from it: the keyword defaults of `attribute` and `prune`, the
+checks those functions make, the workflow's stage keys, the command line's options, the keys a
+sweep file may set, and the columns of the catalog's `runs` table.
+
+Each field carries its help text and its check in `dataclasses.field(metadata=...)`:
+
+    help:     one line for people (the CLI's --help shows it)
+    check:    a function value -> error text or None
+    flag:     the command-line option, when not --field-name (e.g. --target for `targets`)
+    aliases:  more option names that mean the same (circuit-tracer's spellings)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ParamError(ValueError):
+    """A run setting with a value it cannot take; `name` says which."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def unit_interval(value: Any) -> str | None:
+    """A share in (0, 1]."""
+    if not _is_number(value) or math.isnan(value) or not 0 < value <= 1:
+        return f"must be in (0, 1], got {value!r}"
+    return None
+
+
+def positive_int(value: Any) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return f"must be a positive integer, got {value!r}"
+    return None
+
+
+def optional_positive_int(value: Any) -> str | None:
+    return None if value is None else positive_int(value)
+
+
+def token_list(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(t, str | int) for t in value):
+        return f"must be a list of tokens (strings or ids), got {value!r}"
+    return None
+
+
+def param(
+    default: Any,
+    help: str,
+    check: Callable[[Any], str | None],
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A RunParams field with its help text, check and command-line spelling."""
+    metadata = {"help": help, "check": check, "flag": flag, "aliases": aliases}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Every setting of an attribution run besides the model, transcoders and prompt."""
+
+    node_threshold: float = param(
+        0.8, "Keep the nodes that carry this share of the influence.", unit_interval
+    )
+    edge_threshold: float = param(
+        0.98, "Keep the edges that carry this share of the edge scores.", unit_interval
+    )
+    max_feature_nodes: int | None = param(
+        None,
+        "Feature-node budget, filled in order of estimated influence [default: every active "
+        "feature].",
+        optional_positive_int,
+        aliases=("--max_feature_nodes",),
+    )
+    max_n_logits: int = param(
+        10, "At most this many salient logit targets.", positive_int, aliases=("--max_n_logits",)
+    )
+    desired_logit_prob: float = param(
+        0.95,
+        "Salient targets until their probabilities add up to this.",
+        unit_interval,
+        aliases=("--desired_logit_prob",),
+    )
+    targets: tuple[str | int, ...] = param(
+        (), "Explain this token's logit instead of the salient ones.", token_list, flag="--target"
+    )
+    batch_size: int = param(
+        64, "Targets per backward pass.", positive_int, aliases=("--batch_size",)
+    )
+    update_interval: int = param(
+        4, "Backward passes between re-rankings of features for the budget.", positive_int
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, list):  # YAML and JSON give lists; keys need tuples
+            object.__setattr__(self, "targets", tuple(self.targets))
+        for name in self.names():
+            check(name, getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (targets as a list)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunParams:
+        """The inverse of `to_dict`; unknown names are a `ParamError`."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise ParamError(
+                f"{unknown[0]} is not a run setting; settings are: {', '.join(cls.names())}",
+                unknown[0],
+            )
+        return cls(**values)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> RunParams:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check(name: str, value: Any, error: type[ValueError] = ParamError) -> None:
+    """Raise `error` unless `value` is valid for the RunParams field `name`."""
+    problem = RunParams.__dataclass_fields__[name].metadata["check"](value)
+    if problem:
+        exception = error(f"{name} {problem}")
+        exception.name = name
+        raise exception
+
+
+DEFAULTS = RunParams()

@@ -1,0 +1,106 @@
+"""Command-line options derived from `RunParams`, and the options every run command shares.
+
+Each RunParams field becomes one option: `--node-threshold` for `node_threshold` (or the
+field's own `flag`, plus its `aliases`), typed from the default, checked by the field's check,
+with the field's help. Nothing here restates a default or a range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from circuitflow.attribution.params import RunParams
+
+STORE_HELP = (
+    "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
+)
+
+
+def _option(field: dataclasses.Field) -> Callable:
+    meta = field.metadata
+    flag = meta["flag"] or "--" + field.name.replace("_", "-")
+    multiple = isinstance(field.default, tuple)
+    if multiple:
+        kind: Any = str
+    elif field.default is None or isinstance(field.default, int):
+        kind = int
+    else:
+        kind = float
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        problem = meta["check"](tuple(value) if multiple else value)
+        if problem:
+            raise click.BadParameter(problem)
+        return value
+
+    return click.option(
+        flag,
+        *meta["aliases"],
+        field.name,
+        type=kind,
+        multiple=multiple,
+        default=None if multiple else field.default,
+        show_default=not multiple and field.default is not None,
+        callback=check,
+        help=meta["help"] + (" Repeatable." if multiple else ""),
+    )
+
+
+def checked(name: str) -> Callable:
+    """A click callback that checks a value given for the RunParams field `name`."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            problem = RunParams.__dataclass_fields__[name].metadata["check"](value)
+            if problem:
+                raise click.BadParameter(problem)
+        return value
+
+    return callback
+
+
+def param_options(command: Callable) -> Callable:
+    """Add one option per RunParams field to a click command."""
+    for field in reversed(dataclasses.fields(RunParams)):
+        command = _option(field)(command)
+    return command
+
+
+def params_from(kwargs: dict[str, Any]) -> RunParams:
+    """The RunParams of a command's parsed options (and remove them from `kwargs`)."""
+    values = {name: kwargs.pop(name) for name in RunParams.names()}
+    values["targets"] = tuple(values["targets"] or ())
+    return RunParams(**values)
+
+
+def setup_options(command: Callable) -> Callable:
+    """--model, --transcoders, --store and --verbose."""
+    options = [
+        click.option(
+            "--model",
+            default=None,
+            metavar="NAME|DIR",
+            help="Model directory or TransformerLens name [default: the built-in capitals-4l].",
+        ),
+        click.option(
+            "--transcoders",
+            default=None,
+            metavar="plt|clt|DIR",
+            help="Transcoder preset of the model directory, a directory, or a hub id "
+            "[default: plt].",
+        ),
+        click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP),
+        click.option("--verbose", is_flag=True, help="Show Prefect's logs."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_options(command: Callable) -> Callable:
+    """Everything a run command takes: the setup options and every run setting."""
+    return setup_options(param_options(command))

@@ -1,0 +1,106 @@
+"""The catalog tables a pipeline fills: each stage's own, plus `runs` and `stage_events`.
+
+- `runs`: one row per run, with the run's setup, its status, a column for every RunParams
+  field, and the columns each stage adds (`Stage.run_columns`);
+- `stage_events`: one row per stage of a run, with the key of the object it used, and whether
+  it was computed or found in the store (the store's `gc` keeps every object named there).
+
+`catalog_tables(pipeline)` gives them all, ready to register with a `Store`; `check_pipeline`
+refuses declarations that cannot run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from circuitflow.attribution import RunParams
+from circuitflow.store import TableSchema
+from circuitflow.tasks.declare import CatalogTable, Stage
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+RUN_STATUS = frozenset({"ok", "failed"})
+REQUEST_PARAMS = ("prompt", "run_id")  # key settings that come from the request, not RunParams
+IDENTITIES = ("model", "transcoders")
+
+
+class PipelineError(ValueError):
+    """A pipeline declaration that cannot run, and why."""
+
+
+def check_pipeline(pipeline: Sequence[Stage]) -> None:
+    """Names unique; each stage's inputs run before it; params and identities exist."""
+    seen: set[str] = set()
+    tables: set[str] = {"runs", "stage_events"}
+    settings = set(RunParams.names()) | set(REQUEST_PARAMS)
+    for stage in pipeline:
+        if stage.name in seen:
+            raise PipelineError(f"two stages are named {stage.name!r}")
+        for name in stage.inputs:
+            if name not in seen:
+                raise PipelineError(
+                    f"stage {stage.name!r} reads {name!r}, which does not run before it"
+                )
+        for name in stage.params:
+            if name not in settings:
+                raise PipelineError(f"stage {stage.name!r} is keyed by unknown setting {name!r}")
+        for name in stage.identities:
+            if name not in IDENTITIES:
+                raise PipelineError(f"stage {stage.name!r} names unknown identity {name!r}")
+        for table in stage.tables:
+            if table.name in tables:
+                raise PipelineError(f"table {table.name!r} is declared twice")
+            tables.add(table.name)
+        seen.add(stage.name)
+
+
+def _param_type(field: dataclasses.Field) -> pa.DataType:
+    annotation = str(field.type)
+    if annotation.startswith("tuple"):
+        return pa.list_(pa.string())
+    return pa.float64() if annotation.startswith("float") else pa.int64()
+
+
+def runs_table(pipeline: Sequence[Stage]) -> CatalogTable:
+    """The `runs` table: setup and status, every RunParams field, then each stage's columns."""
+    base = (
+        ("created_at", TIMESTAMP),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("model", pa.string()),
+        ("model_digest", pa.string()),
+        ("transcoders", pa.string()),
+        ("transcoders_digest", pa.string()),
+        ("prompt", pa.string()),
+    )
+    params = tuple((f.name, _param_type(f)) for f in dataclasses.fields(RunParams))
+    stages = tuple((c.name, c.type) for stage in pipeline for c in stage.run_columns)
+    tail = (
+        ("seconds", pa.float64()),  # wall time of the whole run
+        ("params", pa.string()),  # canonical JSON of every run parameter
+        ("code_version", pa.string()),
+    )
+    return CatalogTable("runs", base + params + stages + tail, allowed={"status": RUN_STATUS})
+
+
+STAGE_EVENTS = CatalogTable(
+    "stage_events",
+    (
+        ("stage", pa.string()),
+        ("key", pa.string()),
+        ("status", pa.string()),
+        ("seconds", pa.float64()),
+        ("created_at", TIMESTAMP),
+    ),
+    allowed={"status": frozenset({"computed", "cached"})},
+    object_keys="key",
+)
+
+
+def catalog_tables(pipeline: Sequence[Stage]) -> dict[str, TableSchema]:
+    """Every catalog table of the pipeline, by name, ready to register with a `Store`."""
+    tables = [runs_table(pipeline), STAGE_EVENTS]
+    tables += [table for stage in pipeline for table in stage.tables]
+    return {table.name: table.schema() for table in tables}

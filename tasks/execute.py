@@ -1,0 +1,241 @@
+"""Running the pipeline: one generic stage runner, one run driver, and the run's catalog entries.
+
+`run_stage` runs any stage of `tasks.pipeline`:
+
+1. its key: SHA-256 of its name, version, its settings (`Stage.params`), its identities (model,
+   transcoders) and the identities of its inputs' outputs;
+2. if the store holds a sound object under that key: done, status "cached";
+3. else compute the record, publish it atomically, status "computed".
+
+`execute_run` drives one run through every stage, in pipeline order, then writes its catalog
+entries; bad input (an unknown word, a prompt too long) ends the run as "failed", recorded with its
+error. It is the one driver for single prompts and sweeps; they differ only in `call`:
+
+- `as_task`: each stage a Prefect task run of the current flow (shown as `Cached` when stored);
+  used for single prompts and re-pruning, so each stage shows in Prefect's UI.
+- `inline`: plain calls; sweeps run several whole runs in one Dask task, because each task run
+  handed to a worker has a fixed orchestration cost that would dwarf a small model's stages.
+  Each stage is still looked up, computed only on a miss, and listed in `stage_events`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
+
+from circuitflow.store import ObjectMissing, canonical_json, stage_key
+from circuitflow.store.errors import CatalogError
+from circuitflow.store.objects import default_code_version
+from circuitflow.tasks.context import (
+    RunContext,
+    RunRequest,
+    StageOutput,
+    remember,
+    run_id,
+)
+from circuitflow.tasks.declare import Stage
+from circuitflow.tasks.pipeline import PIPELINE
+from circuitflow.tasks.runtime import Setup, identity
+
+
+def stage_key_of(stage: Stage, run: RunContext) -> tuple[str, dict, dict]:
+    """(key, params, inputs) of a stage in a run whose inputs have already run."""
+    params = {name: run.param(name) for name in stage.params}
+    inputs = {name: identity(run.setup, name) for name in stage.identities}
+    inputs |= {name: run.outputs[name].identity for name in stage.inputs}
+    return stage_key(stage.name, stage.version, params, inputs), params, inputs
+
+
+def run_stage(stage: Stage, run: RunContext) -> StageOutput:
+    """The stage's output from the store, or computed and published (see module docs)."""
+    start = time.perf_counter()
+    key, params, inputs = stage_key_of(stage, run)
+    stored = run.store.get(stage.name, key)
+    if stored is not None:
+        name = stored.attrs["record"][stage.identity] if stage.identity else key
+        return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
+    record = stage.compute(run)
+    tensors, meta, files = record.to_parts()
+    with run.store.writer(
+        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs={"record": meta}
+    ) as writer:
+        for name, tensor in tensors.items():
+            writer.put_tensor(name, tensor)
+        for name, data in files.items():
+            writer.put_file(name, data)
+    remember((run.store.root, stage.name, key), record)
+    name = meta[stage.identity] if stage.identity else key
+    return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+
+
+# ------------------------------------------------------------------------------ Prefect task
+
+
+@task(name="stage", cache_policy=NO_CACHE)
+def stage_task(
+    stage: str,
+    setup: Setup,
+    request: RunRequest,
+    outputs: dict[str, StageOutput],
+    rid: str,
+    pipeline: list[Stage] | None = None,
+):
+    """Run one stage as a Prefect task; a stored stage ends in the `Cached` state.
+
+    `outputs` (the earlier stages' outputs) is a parameter so that Prefect draws the edges of
+    the run's task graph from it.
+    """
+    pipeline = PIPELINE if pipeline is None else pipeline
+    run = RunContext(setup, request, dict(outputs), pipeline, rid)
+    declared = next(s for s in pipeline if s.name == stage)
+    output = run_stage(declared, run)
+    if output.status == "cached":
+        return Completed(data=output, name="Cached", message=f"{stage} {output.key[:12]} stored")
+    return output
+
+
+Call = Callable[[Stage, RunContext], StageOutput]
+
+
+def inline(stage: Stage, run: RunContext) -> StageOutput:
+    return run_stage(stage, run)
+
+
+def as_task(stage: Stage, run: RunContext) -> StageOutput:
+    pipeline = None if run.pipeline is PIPELINE else list(run.pipeline)
+    named = stage_task.with_options(name=stage.name, task_run_name=stage.name)
+    state = named(
+        stage.name, run.setup, run.request, dict(run.outputs), run.run_id, pipeline,
+        return_state=True,
+    )  # fmt: skip
+    return state.result()
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+@dataclass
+class RunOutcome:
+    """How one run ended."""
+
+    run_id: str
+    prompt: str
+    status: str  # "ok" or "failed"
+    cached: bool  # every stage was already stored
+    error: str | None = None
+    stages: list[StageOutput] = field(default_factory=list)
+
+
+def run_chain(run: RunContext, call: Call = inline) -> list[StageOutput]:
+    """Every stage of the run, in pipeline order."""
+    for stage in run.stages.values():
+        run.outputs[stage.name] = call(stage, run)
+    return list(run.outputs.values())
+
+
+def execute_run(
+    setup: Setup,
+    request: RunRequest,
+    *,
+    call: Call = inline,
+    pipeline: Sequence[Stage] | None = None,
+) -> RunOutcome:
+    """One whole run: every stage, then its catalog entries (see the module docs).
+
+    A stored input found damaged while a later stage reads it has been quarantined by the store
+    (`ObjectMissing`); the chain then runs once more and recomputes it like any miss.
+    """
+    pipeline = PIPELINE if pipeline is None else pipeline
+    start = time.perf_counter()
+    rid = run_id(setup, request)
+    try:
+        try:
+            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+        except ObjectMissing:
+            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+    except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
+        message = f"{type(error).__name__}: {error}"
+        record_failure(RunContext(setup, request, {}, pipeline, rid), message)
+        return RunOutcome(rid, request.prompt, "failed", False, message)
+    run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
+    record_run(run, time.perf_counter() - start)
+    cached = all(s.status == "cached" for s in stages)
+    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+
+
+# ------------------------------------------------------------------------------ catalog entries
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _run_row(run: RunContext) -> dict:
+    """The part of a `runs` row known before any stage runs."""
+    setup = run.setup
+    return {
+        "created_at": _now(),
+        "model": setup.model,
+        "model_digest": identity(setup, "model"),
+        "transcoders": setup.transcoders,
+        "transcoders_digest": identity(setup, "transcoders"),
+        "prompt": run.prompt,
+        **run.params.to_dict(),
+        "params": canonical_json(run.params.to_dict()),
+        "code_version": default_code_version(),
+    }
+
+
+def run_is_recorded(run: RunContext) -> bool:
+    """True when the catalog holds a successful row for this run."""
+    table = run.store.catalog.read("runs", run.run_id)
+    return table.num_rows > 0 and "ok" in table.column("status").to_pylist()
+
+
+def record_run(run: RunContext, seconds: float) -> None:
+    """Write a finished run's catalog entries, `runs` last (its entry means the run is complete).
+
+    A run already recorded has the same entries by construction; only its stage_events (which
+    stages this execution found stored) are replaced.
+    """
+    catalog = run.store.catalog
+    events = [
+        {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds}
+        for o in run.outputs.values()
+    ]
+    if run_is_recorded(run):
+        with contextlib.suppress(CatalogError):  # a compacted run is immutable
+            catalog.write("stage_events", run.run_id, events, replace=True)
+        return
+    start = time.perf_counter()
+    tables = {
+        table.name: table.entries(run) for stage in run.stages.values() for table in stage.tables
+    }
+    tables["stage_events"] = events
+    columns = {c.name: c.value(run) for stage in run.stages.values() for c in stage.run_columns}
+    row = _run_row(run) | columns | {"status": "ok"}
+    row["seconds"] = seconds + (time.perf_counter() - start)
+    tables["runs"] = [row]
+    catalog.write_run(run.run_id, tables, replace=True)
+
+
+def record_failure(run: RunContext, error: str) -> None:
+    """Write a failed run's `runs` row with its error."""
+    row = _run_row(run) | {"status": "failed", "error": error}
+    run.store.catalog.write("runs", run.run_id, [row], replace=True)
+
+
+# ------------------------------------------------------------------------------ sweeps
+
+
+@task(name="attribute-runs", cache_policy=NO_CACHE)
+def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
+    """Several whole runs, one after the other, as one task (stages inline)."""
+    return [execute_run(setup, request) for setup, request in runs]

@@ -1,0 +1,5 @@
+"""The stages of the attribution pipeline, one module each: record, compute, tables.
+
+Read in pipeline order: tokenize, precompute, targets, rows, influence, prune, export. Each
+module ends with its `STAGE` declaration; `tasks/pipeline.py` lists them.
+"""

@@ -1,0 +1,35 @@
+"""Stage precompute: one forward pass finds every node (see `attribution.precompute`).
+
+Keyed by the model, the transcoders and the prompt's token digest.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from circuitflow.attribution import Precompute, precompute
+from circuitflow.tasks.context import RunContext
+from circuitflow.tasks.declare import RunColumn, Stage
+
+
+def compute(run: RunContext) -> Precompute:
+    model = run.model
+    with model.lock:
+        return precompute(model.replacement, run.record("tokenize").tokens)
+
+
+def _n_active_features(run: RunContext) -> int:
+    return run.record("precompute").n_active
+
+
+STAGE = Stage(
+    name="precompute",
+    version=1,
+    inputs=("tokenize",),
+    params=(),
+    identities=("model", "transcoders"),
+    record=Precompute,
+    compute=compute,
+    uses_model=True,
+    run_columns=(RunColumn("n_active_features", pa.int64(), _n_active_features),),
+)

@@ -1,0 +1,39 @@
+"""Stage rows: backward passes give the rows of the edge matrix (see `attribution.rows`)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from circuitflow.attribution import Rows, compute_rows
+from circuitflow.tasks.context import RunContext
+from circuitflow.tasks.declare import RunColumn, Stage
+
+
+def compute(run: RunContext) -> Rows:
+    params = run.params
+    model = run.model
+    with model.lock:
+        return compute_rows(
+            model.replacement,
+            run.record("precompute"),
+            run.record("targets"),
+            max_feature_nodes=params.max_feature_nodes,
+            batch_size=params.batch_size,
+            update_interval=params.update_interval,
+        )
+
+
+def _n_selected_features(run: RunContext) -> int:
+    return len(run.record("rows").selected_features)
+
+
+STAGE = Stage(
+    name="rows",
+    version=1,
+    inputs=("precompute", "targets"),
+    params=("max_feature_nodes", "batch_size", "update_interval"),
+    record=Rows,
+    compute=compute,
+    uses_model=True,
+    run_columns=(RunColumn("n_selected_features", pa.int64(), _n_selected_features),),
+)

@@ -1,0 +1,83 @@
+"""The generic stage runner and the run driver: keyed by inputs, served from the store."""
+
+import shutil
+
+import pytest
+from prefect import flow
+
+from circuitflow.tasks import PIPELINE, RunRequest, Setup
+from circuitflow.tasks.context import RunContext, forget_records
+from circuitflow.tasks.execute import as_task, execute_run, run_stage
+
+TWO = PIPELINE[:2]  # tokenize, precompute
+
+
+@pytest.fixture
+def setup(toy_model_dir, tmp_path):
+    return Setup.resolve(str(toy_model_dir), "plt", str(tmp_path / "store"))
+
+
+@flow
+def two_stages(setup: Setup, prompt: str):
+    run = RunContext(setup, RunRequest(prompt), {}, PIPELINE)
+    states = []
+    for stage in TWO:
+        from circuitflow.tasks.execute import stage_task
+
+        named = stage_task.with_options(name=stage.name)
+        state = named(stage.name, setup, run.request, dict(run.outputs), run.run_id, None,
+                      return_state=True)  # fmt: skip
+        run.outputs[stage.name] = state.result()
+        states.append(state)
+    return states
+
+
+def test_cached_stage_is_a_cached_prefect_state_and_a_deleted_object_is_recomputed(
+    prefect_api, setup
+):
+    tok, pre = two_stages(setup, "w1 w2 w3")
+    assert tok.name == "Completed" and pre.result().status == "computed"
+    tok, pre = two_stages(setup, "w1 w2 w3")
+    assert tok.name == pre.name == "Cached"
+    assert pre.result().status == "cached"
+
+    run = RunContext(setup, RunRequest("w1 w2 w3"), {}, PIPELINE)
+    shutil.rmtree(run.store.open("precompute", pre.result().key).path)
+    forget_records()
+    _, again = two_stages(setup, "w1 w2 w3")
+    assert again.name == "Completed" and again.result().status == "computed"
+    assert again.result().key == pre.result().key  # same inputs, same key
+
+
+def test_manifest_records_stage_version_and_inputs(setup):
+    run = RunContext(setup, RunRequest("w4 w5"), {}, PIPELINE)
+    for stage in TWO:
+        run.outputs[stage.name] = run_stage(stage, run)
+    obj = run.object("precompute")
+    assert obj.manifest["version"] == PIPELINE[1].version
+    assert set(obj.inputs) == {"model", "transcoders", "tokenize"}
+    # precompute names the prompt by its token digest, not by the tokenize object's key
+    assert obj.inputs["tokenize"] == run.record("tokenize").prompt_hash
+    assert obj.tensors["error_vectors"].shape[0] == 3  # layers of the toy model
+
+
+def test_texts_with_the_same_tokens_share_every_stage_after_tokenize(setup):
+    first = execute_run(setup, RunRequest("w1 w2"))
+    second = execute_run(setup, RunRequest(" w1   w2 "))
+    assert first.run_id != second.run_id  # different prompt text: different runs
+    status = {s.stage: s.status for s in second.stages}
+    assert status.pop("tokenize") == "computed" and status.pop("export") == "computed"
+    assert set(status.values()) == {"cached"}
+
+
+def test_the_inline_and_task_drivers_record_the_same_failure(prefect_api, setup, tmp_path):
+    inline = execute_run(setup, RunRequest("w1 zebra"))
+
+    @flow
+    def one(setup, request):
+        return execute_run(setup, request, call=as_task)
+
+    other = Setup.resolve(setup.model, "plt", str(tmp_path / "other"))
+    tasked = one(other, RunRequest("w1 zebra"))
+    assert inline.status == tasked.status == "failed"
+    assert inline.error == tasked.error and inline.error.startswith("PromptError: ")
