@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from circuitflow.attribution import analysis
 from circuitflow.attribution.graph import AttributionGraph, assemble
 from circuitflow.attribution.params import DEFAULTS
 from circuitflow.attribution.precompute import Precompute, precompute
@@ -47,14 +48,26 @@ def choose_targets(
     """Salient targets when `targets` is None, else the given tokens (strings or ids)."""
     logits = pre.last_logits.to(model.device)
     if targets is None:
-        return salient_targets(
+        chosen = salient_targets(
             logits,
             model.W_U,
             model.tokenizer,
             max_n_logits=max_n_logits,
             desired_logit_prob=desired_logit_prob,
         )
-    return explicit_targets(targets, logits, model.W_U, model.tokenizer)
+    else:
+        chosen = explicit_targets(targets, logits, model.W_U, model.tokenizer)
+    if analysis.wants("targets_end"):
+        analysis.fire(
+            "targets_end",
+            mode="salient" if targets is None else "explicit",
+            last_logits=logits,
+            token_ids=chosen.token_ids,
+            probabilities=chosen.probabilities,
+            vectors=chosen.vectors,
+            token_strings=chosen.token_strings,
+        )
+    return chosen
 
 
 def token_strings(model: ReplacementModel, tokens: torch.Tensor) -> list[str]:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from circuitflow.attribution import analysis
 from circuitflow.attribution.precompute import Precompute
 from circuitflow.attribution.rows import Rows
 from circuitflow.attribution.serialize import Record
@@ -173,7 +174,7 @@ def assemble(
         rank[rows.row_nodes.clamp(max=n_active - 1)] if n_active else rows.row_nodes,
     )
     adjacency[target_index, : n_sel + n_other] = rows.matrix[:, columns]
-    return AttributionGraph(
+    graph = AttributionGraph(
         tokens=pre.tokens,
         active_features=pre.active_features,
         activation_values=pre.activation_values.float().cpu(),
@@ -185,3 +186,15 @@ def assemble(
         logit_tokens=list(targets.token_strings),
         token_strings=list(token_strings or []),
     )
+    if analysis.wants("graph_assembled"):
+        analysis.fire(
+            "graph_assembled",
+            adjacency=adjacency,
+            selected_features=graph.selected_features,
+            logit_token_ids=graph.logit_token_ids,
+            logit_probabilities=graph.logit_probabilities,
+            error_start=graph.error_start,
+            token_start=graph.token_start,
+            logit_start=graph.logit_start,
+        )
+    return graph

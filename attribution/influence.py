@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from circuitflow.attribution import analysis
+
 ROW_SUM_FLOOR = 1e-10  # rows that receive nothing stay zero instead of dividing by zero
 CHUNK_ROWS = 512  # rows of |A| materialised at once: 16 MB for N = 8000
 
@@ -42,13 +44,17 @@ def propagate(weights: torch.Tensor, matrix: torch.Tensor, sums: torch.Tensor) -
 
 
 def influence_series(
-    matrix: torch.Tensor, weights: torch.Tensor, max_iter: int = 1000
+    matrix: torch.Tensor, weights: torch.Tensor, max_iter: int = 1000, phase: str | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Sum of weights A + weights A^2 + ... for the row-normalised |matrix| (N, N).
 
-    Returns (influence (N,), trace: the list of per-path-length terms).
+    Returns (influence (N,), trace: the list of per-path-length terms). With a `phase` ("node":
+    the whole graph, "edge": the node-pruned one) the series fires the analysis points
+    influence_start, influence_iteration and influence_end.
     """
     sums = row_sums(matrix)
+    if phase and analysis.wants("influence_start"):
+        analysis.fire("influence_start", phase=phase, matrix=matrix, row_sums=sums, weights=weights)
     total = torch.zeros_like(weights)
     trace: list[torch.Tensor] = []
     term = propagate(weights, matrix, sums)
@@ -59,7 +65,16 @@ def influence_series(
             )
         trace.append(term)
         total += term
+        if phase and analysis.wants("influence_iteration"):
+            analysis.fire(
+                "influence_iteration", phase=phase, iteration=len(trace) - 1, term=term, total=total
+            )
         term = propagate(term, matrix, sums)
+    if phase and analysis.wants("influence_end"):
+        stacked = torch.stack(trace) if trace else total.new_zeros(0, len(total))
+        analysis.fire(
+            "influence_end", phase=phase, influence=total, trace=stacked, n_steps=len(trace)
+        )
     return total, trace
 
 
@@ -76,7 +91,7 @@ def node_influence(graph) -> tuple[torch.Tensor, list[torch.Tensor]]:
     influence (N,) in node order; trace[n] (N,) is the influence carried by paths of n + 1 edges.
     """
     weights = logit_weights(graph.n_nodes, graph.logit_probabilities, graph.adjacency.device)
-    return influence_series(graph.adjacency, weights)
+    return influence_series(graph.adjacency, weights, phase="node")
 
 
 def partial_influence(

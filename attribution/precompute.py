@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from circuitflow.attribution import analysis
 from circuitflow.attribution.replacement import ReplacementModel
 from circuitflow.attribution.serialize import Record
 
@@ -75,11 +76,48 @@ def precompute(replacement: ReplacementModel, tokens: torch.Tensor) -> Precomput
     reconstruction = tc.reconstruct(active_features, activation_values, mlp_inputs)
     error_vectors = mlp_outputs - reconstruction
     error_vectors[:, 0] = 0
-    return Precompute(
+    pre = Precompute(
         tokens=tokens.to(torch.long).cpu(),
         active_features=active_features.cpu(),
         activation_values=activation_values,
         error_vectors=error_vectors,
         token_vectors=cache["embed"],
         last_logits=logits[-1],
+    )
+    if analysis.wants("precompute_end"):
+        _fire_precompute_end(tc, pre, logits, mlp_inputs, mlp_outputs, reconstruction)
+    return pre
+
+
+def _fire_precompute_end(tc, pre, logits, mlp_inputs, mlp_outputs, reconstruction) -> None:
+    """The `precompute_end` analysis point, with the vectors the seed notebook shows."""
+    active, values = pre.active_features, pre.activation_values
+    on_device = active.to(tc.device)
+    layers, features, vectors = [torch.zeros(0, dtype=torch.long)], [], []
+    for out_layer, index, written in tc.decoded_outputs(active, values):
+        layers.append(torch.full((len(index),), out_layer))
+        features.append(index.cpu())
+        vectors.append(written)
+    analysis.fire(
+        "precompute_end",
+        tokens=pre.tokens,
+        logits=logits,
+        mlp_inputs=mlp_inputs,
+        mlp_outputs=mlp_outputs,
+        active_features=active,
+        activation_values=values,
+        activation_matrix=torch.sparse_coo_tensor(
+            on_device.T,
+            values,
+            (pre.n_layers, pre.n_pos, tc.d_transcoder),
+            check_invariants=False,
+        ),
+        encoder_vectors=tc.W_enc[on_device[:, 0], on_device[:, 2]],
+        decoder_vectors=torch.cat(vectors) if vectors else values.new_zeros(0, tc.d_model),
+        decoder_layers=torch.cat(layers),
+        decoder_features=torch.cat([layers[0], *features]),
+        reconstruction=reconstruction,
+        error_vectors=pre.error_vectors,
+        token_vectors=pre.token_vectors,
+        row_size=pre.n_active + (pre.n_layers + 1) * pre.n_pos,
     )

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 
+from circuitflow.attribution import analysis
 from circuitflow.attribution.influence import influence_series, logit_weights, row_sums
 from circuitflow.attribution.params import DEFAULTS, check
 
@@ -122,16 +123,36 @@ def prune_with_details(
     weights = logit_weights(n_nodes, graph.logit_probabilities, adjacency.device)
 
     influence, _ = influence_series(adjacency, weights)
-    node_mask = influence >= _sorted_cut(influence, node_threshold)
+    node_cut = _sorted_cut(influence, node_threshold)
+    node_mask = influence >= node_cut
     node_mask[n_nodes - n_always :] = True
 
     # Edge scores on the kept nodes' submatrix.
     kept = torch.nonzero(node_mask).flatten()
+    if analysis.wants("prune_nodes_end"):
+        analysis.fire(
+            "prune_nodes_end",
+            influence=influence,
+            node_threshold=node_threshold,
+            cut=float(node_cut),
+            node_mask=node_mask,
+            kept=kept,
+        )
     sub = adjacency[kept[:, None], kept[None, :]]
     sub_weights = weights[kept]
-    sub_influence, sub_trace = influence_series(sub, sub_weights)
+    if analysis.wants("prune_edges_raw"):
+        analysis.fire("prune_edges_raw", matrix=sub, weights=sub_weights, kept=kept)
+    sub_influence, sub_trace = influence_series(sub, sub_weights, phase="edge")
     scores = sub.abs() / row_sums(sub)[:, None] * (sub_influence + sub_weights)[:, None]
     cut = mass_threshold(scores, edge_threshold)
+    if analysis.wants("prune_edge_scores"):
+        analysis.fire(
+            "prune_edge_scores",
+            scores=scores,
+            influence=sub_influence,
+            edge_threshold=edge_threshold,
+            cut=cut,
+        )
     sub_edges = scores >= cut if cut > 0 else scores > 0
 
     edge_mask = torch.zeros(n_nodes, n_nodes, dtype=torch.bool, device=adjacency.device)
@@ -154,12 +175,22 @@ def prune_with_details(
         full = torch.zeros(n_nodes, dtype=term.dtype, device=term.device)
         full[kept] = term
         edge_trace.append(full)
-    return PruneDetails(
+    details = PruneDetails(
         result=PruneResult(node_mask, edge_mask, cumulative_shares(influence)),
         kept_edges=kept[local],
         edge_scores=scores[local[:, 0], local[:, 1]],
         edge_trace=edge_trace,
     )
+    if analysis.wants("prune_edges_end"):
+        analysis.fire(
+            "prune_edges_end",
+            node_mask=node_mask,
+            edge_mask=edge_mask,
+            kept_edges=details.kept_edges,
+            edge_scores=details.edge_scores,
+            cumulative_scores=details.result.cumulative_scores,
+        )
+    return details
 
 
 def _sorted_cut(values: torch.Tensor, fraction: float) -> torch.Tensor:

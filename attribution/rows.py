@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from circuitflow.attribution import analysis
 from circuitflow.attribution.influence import partial_influence
 from circuitflow.attribution.params import DEFAULTS, check
 from circuitflow.attribution.precompute import Precompute
@@ -190,6 +191,15 @@ def compute_rows(
 
     with replacement.linearized() as sites:
         replacement.linear_forward(pre.tokens, batch_size, sites)
+        if analysis.wants("rows_forward_end"):
+            analysis.fire(
+                "rows_forward_end",
+                batch_size=batch_size,
+                feature_inputs=torch.stack([s.detach()[0] for s in sites.inputs]),
+                mlp_outputs=torch.stack([s.detach()[0] for s in sites.outputs]),
+                embed=sites.embed.detach()[0],
+                final_residual=sites.final.detach()[0],
+            )
 
         def run(layers, positions, vectors):
             nonlocal done
@@ -207,6 +217,10 @@ def compute_rows(
                 vecs,
             )
         row_nodes[:n_logits] = logit_node0 + torch.arange(n_logits)
+        if analysis.wants("rows_logits_end"):
+            analysis.fire(
+                "rows_logits_end", logit_rows=rows[:n_logits], logit_vectors=targets.vectors
+            )
 
         visited = torch.zeros(n_active, dtype=torch.bool)
         n_visited = 0
@@ -220,6 +234,13 @@ def compute_rows(
                 ranking = torch.argsort(estimate[:n_active], descending=True)
                 queue = min(update_interval * batch_size, budget - n_visited)
                 pending = ranking[~visited[ranking]][:queue]
+                if analysis.wants("rows_feature_ranking"):
+                    analysis.fire(
+                        "rows_feature_ranking",
+                        estimate=estimate,
+                        queue=pending,
+                        n_visited=n_visited,
+                    )
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
                 row_nodes[done : done + len(chunk)] = chunk
@@ -228,11 +249,16 @@ def compute_rows(
                 visited[chunk] = True
                 n_visited += len(chunk)
 
-    return Rows(
-        matrix=rows,
-        row_nodes=row_nodes,
-        selected_features=torch.nonzero(visited).flatten(),
-    )
+    selected = torch.nonzero(visited).flatten()
+    if analysis.wants("rows_features_end"):
+        analysis.fire(
+            "rows_features_end",
+            matrix=rows,
+            row_nodes=row_nodes,
+            selected_features=selected,
+            n_visited=n_visited,
+        )
+    return Rows(matrix=rows, row_nodes=row_nodes, selected_features=selected)
 
 
 def _encoder_rows(tc, features: torch.Tensor) -> torch.Tensor:

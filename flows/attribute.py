@@ -11,10 +11,14 @@ from __future__ import annotations
 from prefect import flow
 
 from circuitflow.tasks import RunOutcome, RunRequest, Setup, execute_run
+from circuitflow.tasks.analysis_config import AnalysisConfig
 from circuitflow.tasks.execute import as_task
 
 
 @flow(name="attribute-prompt", log_prints=False)
-def attribute_prompt(setup: Setup, request: RunRequest) -> RunOutcome:
-    """Attribute one prompt and record it in the catalog."""
-    return execute_run(setup, request, call=as_task)
+def attribute_prompt(
+    setup: Setup, request: RunRequest, analysis: AnalysisConfig | None = None
+) -> RunOutcome:
+    """Attribute one prompt and record it in the catalog (with `analysis`: its functions observe
+    the stages that fire their points; see `tasks.analysis`)."""
+    return execute_run(setup, request, call=as_task, analysis_config=analysis)

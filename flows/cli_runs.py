@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from circuitflow.flows.cli_analysis import analysis_command
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
@@ -52,7 +53,15 @@ def resolve_setup(model, transcoders, store_url):
 @click.argument("prompt")
 @run_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def attribute(prompt: str, as_json: bool, **kwargs) -> None:
+@click.option(
+    "--analysis",
+    "analysis_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Analysis config (configs/analysis/*.yaml): functions attached to analysis points, captured into the catalog. Its module:function entries run code.",
+)
+def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -> None:
     """Compute PROMPT's attribution graph, prune it, and record it in the catalog.
 
     Every stage is cached in the store: the same command again costs nothing, and a new
@@ -62,20 +71,23 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
     Example:
       circuitflow attribute "The capital of the state containing Dallas is"
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
+      circuitflow attribute "The capital of the state containing Dallas is" --analysis configs/analysis/seed_walkthrough.yaml
     """
     configure(kwargs["verbose"])
     from circuitflow.flows.settings import quiet_flows, start_server_early
 
     server_up = start_server_early()
     from circuitflow.flows.attribute import attribute_prompt
+    from circuitflow.flows.cli_analysis import load_config, print_analysis_summary
     from circuitflow.flows.report import run_report
     from circuitflow.tasks import RunRequest
 
     request = RunRequest(prompt, params_from(kwargs))
+    config = load_config(analysis_file)
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     server_up()
     with quiet_flows():
-        outcome = attribute_prompt(setup, request)
+        outcome = attribute_prompt(setup, request, config)
     if outcome.status != "ok":
         if as_json:
             click.echo(
@@ -84,11 +96,12 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
         else:
             errors.print(f"[red]error:[/red] {outcome.error}", highlight=False)
         sys.exit(1)
-    report = run_report(setup, outcome)
+    report = run_report(setup, outcome) | ({"analysis": outcome.analysis} if config else {})
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+        print_analysis_summary(outcome)
 
 
 def print_report(report: dict) -> None:
@@ -351,7 +364,7 @@ def schedule(
     )
 
 
-COMMANDS = [attribute, sweep, reprune, export, schedule]
+COMMANDS = [attribute, sweep, reprune, export, schedule, analysis_command]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

@@ -3,7 +3,8 @@
 - `runs`: one row per run, with the run's setup, its status, a column for every RunParams
   field, and the columns each stage adds (`Stage.run_columns`);
 - `stage_events`: one row per stage of a run, with the key of the object it used, and whether
-  it was computed or found in the store (the store's `gc` keeps every object named there).
+  it was computed or found in the store (the store's `gc` keeps every object named there);
+- `analysis`: what analysis functions returned in a run (declared in `tasks.analysis_table`).
 
 `catalog_tables(pipeline)` gives them all, ready to register with a `Store`; `check_pipeline`
 refuses declarations that cannot run.
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from circuitflow.attribution import RunParams
+from circuitflow.attribution.analysis import POINTS
 from circuitflow.store import TableSchema
+from circuitflow.tasks.analysis_table import ANALYSIS
 from circuitflow.tasks.declare import CatalogTable, Stage
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -33,7 +36,7 @@ class PipelineError(ValueError):
 def check_pipeline(pipeline: Sequence[Stage]) -> None:
     """Names unique; each stage's inputs run before it; params and identities exist."""
     seen: set[str] = set()
-    tables: set[str] = {"runs", "stage_events"}
+    tables: set[str] = {"runs", "stage_events", ANALYSIS.name}
     settings = set(RunParams.names()) | set(REQUEST_PARAMS)
     for stage in pipeline:
         if stage.name in seen:
@@ -49,6 +52,9 @@ def check_pipeline(pipeline: Sequence[Stage]) -> None:
         for name in stage.identities:
             if name not in IDENTITIES:
                 raise PipelineError(f"stage {stage.name!r} names unknown identity {name!r}")
+        for name in stage.points:
+            if name not in POINTS:
+                raise PipelineError(f"stage {stage.name!r} fires unknown analysis point {name!r}")
         for table in stage.tables:
             if table.name in tables:
                 raise PipelineError(f"table {table.name!r} is declared twice")
@@ -101,6 +107,6 @@ STAGE_EVENTS = CatalogTable(
 
 def catalog_tables(pipeline: Sequence[Stage]) -> dict[str, TableSchema]:
     """Every catalog table of the pipeline, by name, ready to register with a `Store`."""
-    tables = [runs_table(pipeline), STAGE_EVENTS]
+    tables = [runs_table(pipeline), STAGE_EVENTS, ANALYSIS]
     tables += [table for stage in pipeline for table in stage.tables]
     return {table.name: table.schema() for table in tables}

@@ -70,6 +70,11 @@ def forget_records() -> None:
     _recent.clear()
 
 
+def forget_graph(run: RunContext) -> None:
+    """Drop the run's assembled graph from memory (the next `run.graph` assembles it again)."""
+    _recent.pop((run.store.root, "graph", run.outputs["rows"].key), None)
+
+
 def remember(where: tuple[str, str, str], record: Any) -> Any:
     _recent[where] = record
     _recent.move_to_end(where)

@@ -74,6 +74,9 @@ class Stage:
     identity:   where the stage's output names itself for the stages after it: None means its
         key; a name means that field of its record (tokenize: the prompt's token digest, so two
         texts with the same tokens share everything downstream).
+    points:     the analysis points its compute fires (`attribution.analysis_points`): a run
+        with analysis on executes the stages whose points are enabled (see `tasks.analysis`).
+        Points never enter the key.
     """
 
     name: str
@@ -87,3 +90,4 @@ class Stage:
     tables: tuple[CatalogTable, ...] = ()
     run_columns: tuple[RunColumn, ...] = ()
     identity: str | None = None
+    points: tuple[str, ...] = ()

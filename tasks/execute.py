@@ -33,6 +33,8 @@ from prefect.states import Completed
 from circuitflow.store import ObjectMissing, canonical_json, stage_key
 from circuitflow.store.errors import CatalogError
 from circuitflow.store.objects import default_code_version
+from circuitflow.tasks import analysis
+from circuitflow.tasks.analysis_config import AnalysisConfig
 from circuitflow.tasks.context import (
     RunContext,
     RunRequest,
@@ -59,9 +61,10 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
     key, params, inputs = stage_key_of(stage, run)
     stored = run.store.get(stage.name, key)
     if stored is not None:
+        analysis.replay(stage, run)  # only for a run with analysis points of this stage on
         name = stored.attrs["record"][stage.identity] if stage.identity else key
         return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
-    record = stage.compute(run)
+    record = analysis.compute(stage, run)
     tensors, meta, files = record.to_parts()
     with run.store.writer(
         stage.name, key, version=stage.version, params=params, inputs=inputs, attrs={"record": meta}
@@ -131,6 +134,7 @@ class RunOutcome:
     cached: bool  # every stage was already stored
     error: str | None = None
     stages: list[StageOutput] = field(default_factory=list)
+    analysis: dict | None = None  # with analysis: what fired, values kept, failures
 
 
 def run_chain(run: RunContext, call: Call = inline) -> list[StageOutput]:
@@ -146,28 +150,33 @@ def execute_run(
     *,
     call: Call = inline,
     pipeline: Sequence[Stage] | None = None,
+    analysis_config: AnalysisConfig | None = None,
 ) -> RunOutcome:
     """One whole run: every stage, then its catalog entries (see the module docs).
 
     A stored input found damaged while a later stage reads it has been quarantined by the store
-    (`ObjectMissing`); the chain then runs once more and recomputes it like any miss.
+    (`ObjectMissing`); the chain then runs once more and recomputes it like any miss. With an
+    `analysis_config`, its functions observe the stages that fire their points, and what they
+    return is recorded apart (`tasks.analysis`); keys, objects and entries stay the same.
     """
     pipeline = PIPELINE if pipeline is None else pipeline
     start = time.perf_counter()
     rid = run_id(setup, request)
-    try:
+    with analysis.analysing(analysis_config, pipeline) as session:
         try:
-            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
-        except ObjectMissing:
-            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
-    except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
-        message = f"{type(error).__name__}: {error}"
-        record_failure(RunContext(setup, request, {}, pipeline, rid), message)
-        return RunOutcome(rid, request.prompt, "failed", False, message)
-    run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
-    record_run(run, time.perf_counter() - start)
+            try:
+                stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+            except ObjectMissing:
+                stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+        except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
+            message = f"{type(error).__name__}: {error}"
+            record_failure(RunContext(setup, request, {}, pipeline, rid), message)
+            return RunOutcome(rid, request.prompt, "failed", False, message)
+        run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
+        record_run(run, time.perf_counter() - start)
+        report = analysis.record_analysis(run, session) if session else None
     cached = all(s.status == "cached" for s in stages)
-    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages, analysis=report)
 
 
 # ------------------------------------------------------------------------------ catalog entries

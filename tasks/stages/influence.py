@@ -54,6 +54,7 @@ STAGE = Stage(
     params=(),
     record=Influence,
     compute=compute,
+    points=("graph_assembled", "influence_start", "influence_iteration", "influence_end"),
     run_columns=(
         RunColumn("replacement_score", pa.float64(), _replacement_score),
         RunColumn("completeness_score", pa.float64(), _completeness_score),

@@ -30,6 +30,7 @@ STAGE = Stage(
     identities=("model", "transcoders"),
     record=Precompute,
     compute=compute,
+    points=("precompute_end",),
     uses_model=True,
     run_columns=(RunColumn("n_active_features", pa.int64(), _n_active_features),),
 )

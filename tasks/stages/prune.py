@@ -170,6 +170,15 @@ STAGE = Stage(
     params=("node_threshold", "edge_threshold"),
     record=Pruned,
     compute=compute,
+    points=(
+        "influence_start",
+        "influence_iteration",
+        "influence_end",
+        "prune_nodes_end",
+        "prune_edges_raw",
+        "prune_edge_scores",
+        "prune_edges_end",
+    ),
     tables=(NODES, EDGES, INFLUENCE_TRACES),
     run_columns=(
         RunColumn("n_nodes_kept", pa.int64(), _n_nodes_kept),

@@ -34,6 +34,7 @@ STAGE = Stage(
     params=("max_feature_nodes", "batch_size", "update_interval"),
     record=Rows,
     compute=compute,
+    points=("rows_forward_end", "rows_logits_end", "rows_feature_ranking", "rows_features_end"),
     uses_model=True,
     run_columns=(RunColumn("n_selected_features", pa.int64(), _n_selected_features),),
 )

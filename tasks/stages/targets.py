@@ -57,6 +57,7 @@ STAGE = Stage(
     params=("targets", "max_n_logits", "desired_logit_prob"),
     record=Targets,
     compute=compute,
+    points=("targets_end",),
     uses_model=True,
     tables=(LOGITS,),
 )
