@@ -266,8 +266,8 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "__array__"):  # numpy arrays and the like
         return torch.as_tensor(value).clone()
     raise AnalysisError(
-        f"a {type(value).__name__} cannot be kept: return tensors, summarize(tensor), numbers, "
-        "strings or lists of them"
+        f"values of type {type(value).__name__} cannot be kept: return tensors, "
+        "summarize(tensor), numbers, strings or lists of them"
     )
 
 

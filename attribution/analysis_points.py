@@ -332,7 +332,7 @@ DECLARED: tuple[Point, ...] = (
             _v("weights", ("n_kept",), "float32", "their logit weights"),
             _v("kept", ("n_kept",), "int64", "the graph nodes of its rows and columns"),
         ),
-        "ap_graph_prune_edge_influence_pre_mask (before scoring)",
+        "(new: the edge pruning's input, before any normalisation)",
     ),
     Point(
         "prune_edge_scores",
@@ -349,7 +349,7 @@ DECLARED: tuple[Point, ...] = (
             _v("edge_threshold", None, "float", "the share of total score to keep"),
             _v("cut", None, "float", "the score at which that share is reached"),
         ),
-        "ap_graph_prune_edge_influence_post_norm",
+        "ap_graph_prune_edge_influence_post_norm, ap_graph_prune_edge_influence_pre_mask",
     ),
     Point(
         "prune_edges_end",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.graph import AttributionGraph, assemble
 from circuitflow.attribution.params import DEFAULTS
 from circuitflow.attribution.precompute import Precompute, precompute

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.precompute import Precompute
 from circuitflow.attribution.rows import Rows
 from circuitflow.attribution.serialize import Record

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 
 ROW_SUM_FLOOR = 1e-10  # rows that receive nothing stay zero instead of dividing by zero
 CHUNK_ROWS = 512  # rows of |A| materialised at once: 16 MB for N = 8000

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.replacement import ReplacementModel
 from circuitflow.attribution.serialize import Record
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.influence import influence_series, logit_weights, row_sums
 from circuitflow.attribution.params import DEFAULTS, check
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from circuitflow.attribution import analysis
+import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.influence import partial_influence
 from circuitflow.attribution.params import DEFAULTS, check
 from circuitflow.attribution.precompute import Precompute

@@ -14,6 +14,7 @@ import click
 from rich.table import Table
 
 from circuitflow.flows.cli_runs import COMMANDS, LAZY_COMMANDS
+from circuitflow.flows.cli_store import open_store
 from circuitflow.flows.options import STORE_HELP
 from circuitflow.flows.output import (
     console,
@@ -23,7 +24,7 @@ from circuitflow.flows.output import (
     write_csv,
     write_json,
 )
-from circuitflow.store import QuerySession, Store, StoreError, maintenance
+from circuitflow.store import QuerySession, StoreError, maintenance
 
 store_option = click.option("--store", "store_url", metavar="URL", default=None, help=STORE_HELP)
 
@@ -50,24 +51,6 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 def main() -> None:
     """circuitflow: attribution graphs as a cached workflow."""
-
-
-def open_store(url: str | None) -> Store:
-    """The store at `url` (with the pipeline's tables registered), or a one-line error."""
-    from circuitflow.store import default_root
-    from circuitflow.tasks import open_store as open_pipeline_store
-
-    try:
-        store = open_pipeline_store(default_root(url))
-        found = store.fs.exists(store.root)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
-    if not found:
-        raise click.ClickException(
-            f"no store at {store.location.url} (runs create it; pick another with --store "
-            "or $CIRCUITFLOW_STORE)"
-        )
-    return store
 
 
 def parse_duration(text: str) -> float:

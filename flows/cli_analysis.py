@@ -142,7 +142,7 @@ def analysis_command(
       circuitflow analysis RUN_ID --plot                 # RUN_ID-convergence-node.png
     """
     from circuitflow.attribution.analysis import POINTS
-    from circuitflow.flows.cli import open_store  # the command group's store opener
+    from circuitflow.flows.cli_store import open_store
     from circuitflow.tasks.analysis_table import read_analysis
 
     if point is not None and point not in POINTS:

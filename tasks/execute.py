@@ -30,10 +30,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
+import circuitflow.tasks.analysis as analysis
 from circuitflow.store import ObjectMissing, canonical_json, stage_key
 from circuitflow.store.errors import CatalogError
 from circuitflow.store.objects import default_code_version
-from circuitflow.tasks import analysis
 from circuitflow.tasks.analysis_config import AnalysisConfig
 from circuitflow.tasks.context import (
     RunContext,
