@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import timeit
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Idle OpenMP threads spinning slow a shared 2-core machine 5-10x (DESIGN.md).
+CHILD_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 # Runs inside each subprocess, with the extracted package first on sys.path.
 CHILD = r"""
@@ -41,7 +44,8 @@ assert package.__file__.startswith(sys.argv[1]), package.__file__
 shape, repeats = sys.argv[2], int(sys.argv[3])
 if shape == "builtin":
     model_dir = sys.argv[5]
-    model = ReplacementModel(load_model(model_dir), load_transcoders(model_dir + "/transcoders/plt"))
+    tc = load_transcoders(model_dir + "/transcoders/plt")
+    model = ReplacementModel(load_model(model_dir), tc)
     prompt, batch = "The capital of the state containing Dallas is", 64
 else:
     import tempfile
@@ -150,7 +154,7 @@ def main() -> None:
                 done = subprocess.run(
                     [sys.executable, "-c", CHILD, str(roots[name]), args.shape,
                      str(args.repeats), str(args.threads), str(BUILTIN_MODEL)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True, text=True, check=True, env=CHILD_ENV,
                 )  # fmt: skip
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 times[name] += result["times"]
