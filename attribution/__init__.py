@@ -19,6 +19,8 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     intervene.py    set features to values and rerun the model
     neuronpedia.py  the pruned graph as Neuronpedia-format JSON
     toy.py          small random models and transcoders for tests and benchmarks
+    analysis.py     analysis points: attach functions to named steps of all the above
+                    (analysis_points.py: the table of points; analysis_functions.py: ready ones)
 
 Importing this package does not import TransformerLens (seconds); loading a model does.
 """

@@ -10,6 +10,8 @@ Read in this order:
     context.py     RunContext: a run's settings and the records of its stages; run ids
     execute.py     run_stage (any stage), the Prefect task, execute_run (the run driver),
                    the run's catalog entries
+    analysis*.py   analysis configs (YAML), functions attached while stages run, the
+                   `analysis` table and objects where what they return is kept
     training.py    the steps of `circuitflow train-demo` as tasks
 
 Imports go one way: flows -> tasks -> (store, attribution).
