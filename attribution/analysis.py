@@ -139,20 +139,26 @@ def summarize(tensor: torch.Tensor, k: int = 5, *, absolute: bool = False) -> Su
     t = tensor.detach()
     if t.is_sparse:
         t = t.to_dense()
-    flat = t.reshape(-1)
-    numeric = flat.to(torch.float64) if not flat.is_complex() else flat.abs().to(torch.float64)
+    flat = t.reshape(-1)  # no float64 copy: an (N, N) adjacency may be hundreds of MB
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    elif flat.is_complex():
+        flat = flat.abs()
     if flat.numel() == 0:
         return Summary(tuple(t.shape), _dtype_name(t), None, None, None, 0)
-    ranked = numeric.abs() if absolute else numeric
-    top = torch.topk(ranked, min(k, flat.numel()))
+    top = torch.topk(flat.abs() if absolute else flat, min(k, flat.numel()))
+    if flat.is_floating_point():  # half precision would lose the mean of many values
+        mean = flat.mean() if flat.element_size() >= 4 else flat.float().mean()
+    else:
+        mean = flat.sum() / flat.numel()
     return Summary(
         shape=tuple(t.shape),
         dtype=_dtype_name(t),
-        min=_finite(numeric.min()),
-        max=_finite(numeric.max()),
-        mean=_finite(numeric.mean()),
+        min=_finite(flat.min()),
+        max=_finite(flat.max()),
+        mean=_finite(mean),
         nnz=int(torch.count_nonzero(flat)),
-        topk_values=tuple(float(v) for v in numeric[top.indices].tolist()),
+        topk_values=tuple(float(v) for v in flat[top.indices].tolist()),
         topk_indices=tuple(int(i) for i in top.indices.tolist()),
     )
 
@@ -345,8 +351,10 @@ def attached(
         wanted = [Attachment(point, fn) for point, fn in functions.items()]
     else:
         wanted = list(functions)
-    done = [on(a.point, a.function, a.options, name=a.name) for a in wanted]
+    done: list[Attachment] = []
     try:
+        for a in wanted:
+            done.append(on(a.point, a.function, a.options, name=a.name))
         with capture(stage) as current:
             yield current
     finally:

@@ -4,7 +4,9 @@ The code before the points (by default the merge base with `main`) and the code 
 default HEAD) are each extracted with `git archive` into a temporary directory and imported from
 there in a subprocess, so both run the same way. Subprocesses alternate (A B A B ...) to spread
 the machine's noise over both; each loads the model once, warms up, then times `--repeats` runs
-of the whole attribution core: attribute + node_influence + graph_scores + prune_with_details.
+of the whole attribution core: attribute + node_influence + graph_scores + prune_with_details,
+in wall time and in process CPU time (one torch thread by default: CPU time then moves least
+with what else runs on a shared machine).
 
     python benchmarks/bench_analysis_overhead.py                       # built-in model, seed prompt
     python benchmarks/bench_analysis_overhead.py --shape medium        # a larger random model
@@ -65,10 +67,12 @@ def once():
     return graph.n_nodes
 
 once()
-times = []
+times, cpu = [], []
 for _ in range(repeats):
-    start = time.perf_counter(); n = once(); times.append(time.perf_counter() - start)
-print(json.dumps({"times": times, "nodes": n}))
+    start, start_cpu = time.perf_counter(), time.process_time()
+    n = once()
+    times.append(time.perf_counter() - start); cpu.append(time.process_time() - start_cpu)
+print(json.dumps({"times": times, "cpu": cpu, "nodes": n}))
 """
 
 
@@ -133,7 +137,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=["builtin", "medium"], default="builtin")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     before = (
         args.before
@@ -146,6 +150,7 @@ def main() -> None:
     from circuitflow.models import BUILTIN_MODEL
 
     times: dict[str, list[float]] = {"before": [], "after": []}
+    cpu: dict[str, list[float]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         roots = {name: extract(ref, Path(tmp) / name) for name, ref in refs.items()}
         for round_ in range(args.rounds):
@@ -158,18 +163,24 @@ def main() -> None:
                 )  # fmt: skip
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 times[name] += result["times"]
-                print(f"round {round_} {name}: median {statistics.median(result['times']):.4f}s")
+                cpu[name] += result["cpu"]
+                print(
+                    f"round {round_} {name}: median wall {statistics.median(result['times']):.4f}s"
+                    f" cpu {statistics.median(result['cpu']):.4f}s"
+                )
 
     print(f"\nshape {args.shape}, {result['nodes']} nodes; torch threads {args.threads}")
     for name, ref in refs.items():
-        t = times[name]
+        t, c = times[name], cpu[name]
         print(
-            f"{name:6} {resolve(ref):>10}: median {statistics.median(t):.4f}s  "
-            f"min {min(t):.4f}s  over {len(t)} runs"
+            f"{name:6} {resolve(ref):>10}: wall median {statistics.median(t):.4f}s "
+            f"min {min(t):.4f}s; cpu median {statistics.median(c):.4f}s min {min(c):.4f}s; "
+            f"{len(t)} runs"
         )
-    ratio = statistics.median(times["after"]) / statistics.median(times["before"])
-    best = min(times["after"]) / min(times["before"])
-    print(f"after / before: median {ratio:.3f}, best {best:.3f}")
+    for label, series in (("wall", times), ("cpu", cpu)):
+        ratio = statistics.median(series["after"]) / statistics.median(series["before"])
+        best = min(series["after"]) / min(series["before"])
+        print(f"after / before ({label} time): median {ratio:.3f}, best {best:.3f}")
     ns, calls = measure_wants()
     print(f"one wants() check with nothing attached: {ns:.0f} ns; {calls} checks per run")
 

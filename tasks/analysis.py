@@ -22,7 +22,9 @@ be published computes again with nothing attached, so a faulty function never re
 store. A function that raises is recorded as a failure and the run goes on.
 
 After the run's own catalog entries, the captured values are written to the `analysis` table and
-one store object (`tasks.analysis_table`).
+one store object (`tasks.analysis_table`). Only single runs (`execute_run`) take an analysis;
+when a damaged stored object makes a run's chain start over, the firings of the first attempt
+stay in the capture (their `firing` numbers tell them apart).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from circuitflow.attribution import analysis
 from circuitflow.store import CatalogError
 from circuitflow.tasks.analysis_config import AnalysisConfig
 from circuitflow.tasks.analysis_table import write_analysis
-from circuitflow.tasks.context import RunContext, forget_graph, forget_records
+from circuitflow.tasks.context import RunContext, forget_graph, forget_records, store_for
 from circuitflow.tasks.declare import Stage
+from circuitflow.tasks.runtime import Setup
 
 
 class AnalysisSession:
@@ -114,7 +117,9 @@ def replay(stage: Stage, run: RunContext) -> None:
         _compute_attached(session, stage, run)
 
 
-def record_analysis(run: RunContext, session: AnalysisSession) -> dict[str, Any]:
+def record_analysis(
+    setup: Setup, pipeline: Sequence[Stage], run_id: str, session: AnalysisSession
+) -> dict[str, Any]:
     """Write the run's captured values; return a summary for reports (counts, failures)."""
     capture = session.capture
     report: dict[str, Any] = {
@@ -127,7 +132,7 @@ def record_analysis(run: RunContext, session: AnalysisSession) -> dict[str, Any]
         "failures": [str(f) for f in capture.failures],
     }
     try:
-        write_analysis(run.store, run.run_id, capture, session.config.describe())
+        write_analysis(store_for(setup.store, pipeline), run_id, capture, session.config.describe())
     except CatalogError as error:
         report["failures"].append(f"the analysis could not be recorded: {error}")
     return report

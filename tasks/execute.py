@@ -7,6 +7,9 @@
 2. if the store holds a sound object under that key: done, status "cached";
 3. else compute the record, publish it atomically, status "computed".
 
+(A run with analysis also computes a stored stage whose analysis points are on, without
+publishing it, and observes the stages it computes: `tasks.analysis`.)
+
 `execute_run` drives one run through every stage, in pipeline order, then writes its catalog
 entries; bad input (an unknown word, a prompt too long) ends the run as "failed", recorded with its
 error. It is the one driver for single prompts and sweeps; they differ only in `call`:
@@ -160,23 +163,29 @@ def execute_run(
     return is recorded apart (`tasks.analysis`); keys, objects and entries stay the same.
     """
     pipeline = PIPELINE if pipeline is None else pipeline
+    with analysis.analysing(analysis_config, pipeline) as session:
+        outcome = _run(setup, request, call, pipeline)
+        if session is not None and outcome.status == "ok":
+            outcome.analysis = analysis.record_analysis(setup, pipeline, outcome.run_id, session)
+    return outcome
+
+
+def _run(setup: Setup, request: RunRequest, call: Call, pipeline: Sequence[Stage]) -> RunOutcome:
     start = time.perf_counter()
     rid = run_id(setup, request)
-    with analysis.analysing(analysis_config, pipeline) as session:
+    try:
         try:
-            try:
-                stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
-            except ObjectMissing:
-                stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
-        except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
-            message = f"{type(error).__name__}: {error}"
-            record_failure(RunContext(setup, request, {}, pipeline, rid), message)
-            return RunOutcome(rid, request.prompt, "failed", False, message)
-        run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
-        record_run(run, time.perf_counter() - start)
-        report = analysis.record_analysis(run, session) if session else None
+            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+        except ObjectMissing:
+            stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
+    except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
+        message = f"{type(error).__name__}: {error}"
+        record_failure(RunContext(setup, request, {}, pipeline, rid), message)
+        return RunOutcome(rid, request.prompt, "failed", False, message)
+    run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
+    record_run(run, time.perf_counter() - start)
     cached = all(s.status == "cached" for s in stages)
-    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages, analysis=report)
+    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
 
 
 # ------------------------------------------------------------------------------ catalog entries
