@@ -45,12 +45,10 @@ from circuitflow.tasks.runtime import Setup
 class AnalysisSession:
     """One run's analysis: the config's functions, imported, and the capture they fill."""
 
-    def __init__(self, config: AnalysisConfig, pipeline: Sequence[Stage]) -> None:
+    def __init__(self, config: AnalysisConfig) -> None:
         self.config = config
         self.attachments = config.attachments()
         self.capture = analysis.Capture()
-        fired = {point for stage in pipeline for point in stage.points}
-        self.silent = sorted({a.point for a in self.attachments} - fired)  # fire in no stage
 
     def attachments_for(self, stage: Stage) -> list[analysis.Attachment]:
         return [a for a in self.attachments if a.point in stage.points]
@@ -59,24 +57,17 @@ class AnalysisSession:
         return bool(self.attachments_for(stage))
 
 
-_active: AnalysisSession | None = None
-
-
-def active() -> AnalysisSession | None:
-    """The analysis session of the run in progress in this process, if it has one."""
-    return _active
+_active: AnalysisSession | None = None  # the run in progress in this process, if analysed
 
 
 @contextlib.contextmanager
-def analysing(
-    config: AnalysisConfig | None, pipeline: Sequence[Stage]
-) -> Iterator[AnalysisSession | None]:
+def analysing(config: AnalysisConfig | None) -> Iterator[AnalysisSession | None]:
     """Make `config` the analysis of the run executed inside the block (None: no analysis)."""
     global _active
     if config is None:
         yield None
         return
-    session = AnalysisSession(config, pipeline)
+    session = AnalysisSession(config)
     outer, _active = _active, session
     try:
         yield session

@@ -163,7 +163,7 @@ def execute_run(
     return is recorded apart (`tasks.analysis`); keys, objects and entries stay the same.
     """
     pipeline = PIPELINE if pipeline is None else pipeline
-    with analysis.analysing(analysis_config, pipeline) as session:
+    with analysis.analysing(analysis_config) as session:
         outcome = _run(setup, request, call, pipeline)
         if session is not None and outcome.status == "ok":
             outcome.analysis = analysis.record_analysis(setup, pipeline, outcome.run_id, session)
