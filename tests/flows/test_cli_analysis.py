@@ -11,8 +11,6 @@ from PIL import Image
 from circuitflow.flows.cli import main
 from circuitflow.store import Store
 
-pytestmark = pytest.mark.slow  # the built-in model through the Prefect flow, several commands
-
 PROMPT = "The capital of the state containing Dallas is"
 WALKTHROUGH = str(Path(__file__).resolve().parents[2] / "configs/analysis/seed_walkthrough.yaml")
 
