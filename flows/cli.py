@@ -53,12 +53,10 @@ def main() -> None:
 
 
 def open_store(url: str | None) -> Store:
-    """The store at `url` (with the pipeline's tables registered), or a one-line error."""
-    from circuitflow.store import default_root
-    from circuitflow.tasks import open_store as open_pipeline_store
-
+    """The store at `url`, or a one-line error. Its tables are those its writers recorded, so
+    these commands import neither torch nor the pipeline."""
     try:
-        store = open_pipeline_store(default_root(url))
+        store = Store(url)
         found = store.fs.exists(store.root)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
@@ -203,18 +201,17 @@ def gc_cmd(apply: bool, older_than: str, store_url: str | None) -> None:
 
 
 @store_cmd.command("compact")
-@click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
 @store_option
-def compact_cmd(tables: tuple[str, ...], store_url: str | None) -> None:
-    """Merge many small catalog Parquet files into few."""
+def compact_cmd(store_url: str | None) -> None:
+    """Merge small catalog batches into few (fewer files for every query to open)."""
     store = open_store(store_url)
     try:
-        done = maintenance.compact(store, tables or None)
+        done = maintenance.compact(store)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     for c in done:
-        console.print(f"{c.table} shard {c.shard}: {c.files_in} files, {c.rows} rows -> {c.output}")
-    console.print(f"compacted {sum(c.files_in for c in done)} files into {len(done)}")
+        console.print(f"{c.batches_in} batches, {c.runs} runs, {c.rows} rows -> {c.output}")
+    console.print(f"compacted {sum(c.batches_in for c in done)} batches into {len(done)}")
 
 
 for _command in COMMANDS:
