@@ -68,6 +68,14 @@ def open_store(url: str | None) -> Store:
     return store
 
 
+def parse_size(text: str) -> int:
+    """Bytes from '500MB', '50GB', '2TB', '1024' (powers of 1024, as `store du` prints)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size like 500MB or 50GB")
+    return int(float(match[1]) * 1024 ** "_KMGT".index(match[2].upper() or "_"))
+
+
 def parse_duration(text: str) -> float:
     """Seconds from '90', '30s', '15m', '2h' or '7d'."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
@@ -187,11 +195,28 @@ def verify_cmd(quarantine: bool, store_url: str | None) -> None:
     show_default=True,
     help="Grace period: spare anything younger (runs in progress).",
 )
+@click.option(
+    "--max-size",
+    default=None,
+    metavar="SIZE",
+    help="Also evict recomputable objects (edge matrices first, least recently used first) "
+    "until the store fits, e.g. 50GB. The catalog and pruned graphs stay; an evicted stage "
+    "recomputes when a run needs it.",
+)
 @store_option
-def gc_cmd(apply: bool, older_than: str, store_url: str | None) -> None:
-    """Remove objects no run references, unfinished writes and quarantined objects."""
+def gc_cmd(apply: bool, older_than: str, max_size: str | None, store_url: str | None) -> None:
+    """Remove objects no run references, unfinished writes and quarantined objects.
+
+    \b
+    Example:
+      circuitflow store gc --older-than 7d --apply
+      circuitflow store gc --max-size 50GB --apply
+    """
     store = open_store(store_url)
-    report = maintenance.gc(store, apply=apply, older_than=parse_duration(older_than))
+    limit = parse_size(max_size) if max_size else None
+    report = maintenance.gc(
+        store, apply=apply, older_than=parse_duration(older_than), max_size=limit
+    )
     for item in report.items:
         console.print(f"{item.kind:10} {human_bytes(item.bytes):>10}  {item.path}  ({item.reason})")
     verb = "removed" if apply else "would remove"

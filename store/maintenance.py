@@ -146,7 +146,7 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
 
 @dataclass(frozen=True)
 class GcItem:
-    kind: str  # object, tmp, quarantine
+    kind: str  # object, tmp, quarantine, evict
     path: str  # relative to the store root
     bytes: int
     reason: str
@@ -192,8 +192,21 @@ def _age_s(store: Store, path: str, now: float) -> float:
     return now - float(modified)
 
 
-def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S) -> GcReport:
-    """Find (and with `apply`, delete) what no run needs; see the module docstring."""
+def gc(
+    store: Store,
+    *,
+    apply: bool = False,
+    older_than: float = DEFAULT_GRACE_S,
+    max_size: int | None = None,
+) -> GcReport:
+    """Find (and with `apply`, delete) what no run needs; see the module docstring.
+
+    With `max_size` (bytes), also evict stored objects until the store fits: objects whose
+    writer marked them `retention: recompute-first` (edge matrices: large, and recomputed from
+    small inputs) before `recompute` ones, each least recently used first; `keep` objects
+    (pruned graphs) and the catalog are never evicted. An evicted object is a cache miss: the
+    next run that needs it recomputes it.
+    """
     loc, fs = store.location, store.fs
     now = time.time()
     keys = referenced_keys(store)
@@ -203,6 +216,8 @@ def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S
             reason = f"no run references {stage} object {key[:12]}..."
             items.append(GcItem("object", loc.rel(path), _size(fs, path), reason))
     for entry in _children(fs, loc.join("tmp")):
+        if posixpath.basename(entry["name"].rstrip("/")) == "locks":
+            continue  # held by running writers; a handful of small files
         if _age_s(store, entry["name"], now) >= older_than:
             items.append(
                 GcItem("tmp", loc.rel(entry["name"]), _size(fs, entry["name"]), "unfinished write")
@@ -212,10 +227,41 @@ def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S
             if _age_s(store, entry["name"], now) >= older_than:
                 size = _size(fs, entry["name"])
                 items.append(GcItem("quarantine", loc.rel(entry["name"]), size, "quarantined"))
+    if max_size is not None:
+        items += _evictions(store, max_size, {i.path for i in items}, sum(i.bytes for i in items))
     if apply:
         for item in items:
-            _remove(store, loc.join(item.path), item.kind == "object")
+            _remove(store, loc.join(item.path), item.kind in ("object", "evict"))
     return GcReport(items, applied=apply)
+
+
+EVICTION_ORDER = {"recompute-first": 0, "recompute": 1}  # "keep" (and unmarked): never
+
+
+def _evictions(store: Store, max_size: int, planned: set[str], freed: int) -> list[GcItem]:
+    """Objects to evict so that the store fits in `max_size` bytes (see `gc`)."""
+    loc = store.location
+    total = sum(u.bytes for u in du(store)) - freed
+    candidates = []
+    for stage, key, path in store.iter_objects():
+        if loc.rel(path) in planned:
+            continue
+        manifest, _ = store.read_manifest(path, stage, key)
+        if manifest is None:
+            continue
+        retention = manifest.get("attrs", {}).get("retention", "keep")
+        if retention in EVICTION_ORDER:
+            size = sum(f["size"] for f in manifest["files"].values())
+            rank = (EVICTION_ORDER[retention], store.last_used(path))
+            candidates.append((rank, stage, key, path, size))
+    items = []
+    for _, stage, key, path, size in sorted(candidates):
+        if total <= max_size:
+            break
+        reason = f"store over {max_size} bytes: {stage} {key[:12]}... recomputes when read"
+        items.append(GcItem("evict", loc.rel(path), size, reason))
+        total -= size
+    return items
 
 
 def _remove(store: Store, path: str, is_object: bool) -> None:

@@ -214,7 +214,22 @@ class ObjectStore:
             problems = check_complete(self.location, path, manifest)
         if problems:
             raise self.corrupted(path, problems)
+        self._touch(path)
         return StoredObject(self, stage, key, path, manifest)
+
+    def _touch(self, path: str) -> None:
+        """Record that the object was used now (its manifest's mtime): `gc --max-size` evicts
+        the least recently used first. Local stores only."""
+        if self.location.local:
+            with contextlib.suppress(OSError):
+                os.utime(posixpath.join(path, MANIFEST))
+
+    def last_used(self, path: str) -> float:
+        """When the object at `path` was last opened (seconds since the epoch)."""
+        try:
+            return float(self.fs.modified(posixpath.join(path, MANIFEST)).timestamp())
+        except (OSError, NotImplementedError, AttributeError):
+            return 0.0
 
     def read_manifest(
         self, path: str, stage: str, key: str
@@ -608,15 +623,18 @@ class StoredObject:
         )
         return VerifyingStore(base, self.files)
 
-    def tensor(self, name: str) -> np.ndarray:
+    def tensor(self, name: str, rows: slice | None = None) -> np.ndarray:
         """A dense numpy array (raw unsigned bits for bfloat16/float8: see `tensors[name].dtype`).
 
-        Sparse tensors are densified; use `sparse` to keep them sparse.
+        `rows` selects along the first axis and reads only the chunks holding them (a few rows
+        of a 250 MB edge matrix cost one 8 MB chunk). Sparse tensors are densified; use
+        `sparse` to keep them sparse.
         """
         with self._reading("tensor", name, self.manifest["tensors"]):
             if self.manifest["tensors"][name]["kind"] == "coo":
-                return read_sparse(self._zarr(), f"tensors/{name}").to_dense()
-            return read_dense(self._zarr(), f"tensors/{name}")[0]
+                dense = read_sparse(self._zarr(), f"tensors/{name}").to_dense()
+                return dense if rows is None else dense[rows]
+            return read_dense(self._zarr(), f"tensors/{name}", rows)[0]
 
     def sparse(self, name: str) -> SparseCOO:
         with self._reading("tensor", name, self.manifest["tensors"]):
@@ -624,12 +642,13 @@ class StoredObject:
                 raise TypeError(f"tensor {name!r} is dense; read it with tensor()")
             return read_sparse(self._zarr(), f"tensors/{name}")
 
-    def torch(self, name: str) -> Any:
-        """The tensor as torch, in its logical dtype (bfloat16 included); sparse stays sparse."""
+    def torch(self, name: str, rows: slice | None = None) -> Any:
+        """The tensor as torch, in its logical dtype (bfloat16 included); sparse stays sparse
+        (`rows`: see `tensor`)."""
         info = self.tensors.get(name)
-        if info is not None and info.kind == "coo":
+        if info is not None and info.kind == "coo" and rows is None:
             return self.sparse(name).to_torch()
-        array = self.tensor(name)
+        array = self.tensor(name, rows)
         return to_torch(array, self.manifest["tensors"][name]["dtype"])
 
     def table(self, name: str) -> pa.Table:

@@ -319,9 +319,13 @@ def encode_sparse(
     )
 
 
-def read_dense(zstore: Store, path: str) -> tuple[np.ndarray, str]:
+def read_dense(zstore: Store, path: str, rows: slice | None = None) -> tuple[np.ndarray, str]:
+    """The array (or its leading-axis `rows`; only the chunks holding them are read)."""
     arr = zarr.open_array(zstore, path=path, mode="r", zarr_format=3)
-    data = arr[...] if arr.size else np.empty(arr.shape, dtype=arr.dtype)
+    if not arr.size:
+        data = np.empty(arr.shape, dtype=arr.dtype)[rows or slice(None)]
+    else:
+        data = arr[rows] if rows is not None else arr[...]
     return np.asarray(data), str(arr.attrs.get(DTYPE_ATTR, arr.dtype))
 
 

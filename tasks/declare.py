@@ -74,6 +74,9 @@ class Stage:
     identity:   where the stage's output names itself for the stages after it: None means its
         key; a name means that field of its record (tokenize: the prompt's token digest, so two
         texts with the same tokens share everything downstream).
+    retention:  what a size-bounded store (`store gc --max-size`) may do with its objects:
+        "recompute-first" (evicted first: large and cheap to recompute, like edge matrices),
+        "recompute" (evicted next), "keep" (never evicted: what people read, like pruned graphs).
     """
 
     name: str
@@ -87,3 +90,4 @@ class Stage:
     tables: tuple[CatalogTable, ...] = ()
     run_columns: tuple[RunColumn, ...] = ()
     identity: str | None = None
+    retention: str = "recompute"

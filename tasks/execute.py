@@ -72,7 +72,7 @@ def _compute_and_publish(stage: Stage, run: RunContext, key: str, params: dict, 
     """Compute the stage's record and publish it under `key`; returns its JSON metadata."""
     record = stage.compute(run)
     tensors, meta, files = record.to_parts()
-    attrs = {"record": meta}
+    attrs = {"record": meta, "retention": stage.retention}
     with run.store.writer(
         stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
     ) as writer:

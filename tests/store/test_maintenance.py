@@ -126,3 +126,47 @@ def test_interrupted_compaction_shows_rows_once_and_is_finished_later(store: Sto
     assert compact(store) == []  # finishes the job: the absorbed batches go
     assert _batches(store) == compacted
     assert store.query(SUMMARY).to_pylist() == before
+
+
+def _kept_object(store: Store, stage: str, name: str, size: int, retention: str) -> str:
+    key = stage_key(stage, 1, {"name": name})
+    with store.writer(stage, key, version=1, attrs={"retention": retention}) as w:
+        w.put_tensor("x", np.random.default_rng(0).standard_normal(size).astype(np.float32))
+    return key
+
+
+def test_max_size_evicts_edge_matrices_first_then_the_least_recently_used(store: Store) -> None:
+    import time
+
+    big = [_kept_object(store, "rows", f"r{i}", 50_000, "recompute-first") for i in range(3)]
+    small = [_kept_object(store, "precompute", f"p{i}", 10_000, "recompute") for i in range(2)]
+    graph = _kept_object(store, "prune", "g", 50_000, "keep")
+    _run(
+        store,
+        "r1",
+        {"rows": big[0], "precompute": small[0], "prune": graph},
+        "2025-01-01T00:00:00Z",
+    )
+    size = {k: sum(f["size"] for f in store.open(s, k).files.values())
+            for s, ks in (("rows", big), ("precompute", small)) for k in ks}  # fmt: skip
+    time.sleep(0.05)
+    store.open("rows", big[0])  # used just now: the last edge matrix to go
+    store.open("precompute", small[1])
+    total = sum(u.bytes for u in du(store))
+
+    plan = gc(store, max_size=total - size[big[1]] - size[big[2]])  # two edge matrices must go
+    evicted = [i.path.split("/")[-1] for i in plan.items if i.kind == "evict"]
+    assert sorted(evicted) == sorted(big[1:])  # big[0] was used last
+    assert not plan.applied and store.get("rows", big[1]) is not None
+
+    every_matrix = sum(size[k] for k in big)
+    plan = gc(store, max_size=total - every_matrix - 1, apply=True)  # and one precompute
+    evicted = [i.path.split("/")[-1] for i in plan.items if i.kind == "evict"]
+    assert sorted(evicted[:3]) == sorted(big) and evicted[3:] == [small[0]]
+    assert all(store.get("rows", k) is None for k in big)
+    assert store.get("precompute", small[1]) is not None
+    assert store.get("prune", graph) is not None  # pruned graphs are never evicted
+    assert store.catalog.read("runs", "r1").num_rows == 1  # neither is the catalog
+    gc(store, max_size=0, apply=True)  # everything recomputable goes; the rest stays
+    assert store.get("precompute", small[1]) is None
+    assert store.get("prune", graph) is not None

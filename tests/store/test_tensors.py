@@ -153,3 +153,26 @@ def test_written_arrays_are_plain_zarr_that_zarr_and_xarray_open(store: Store) -
     writer = store.writer("test", _key("bad dims"), version=1)
     with pytest.raises(ValueError, match="2 dimension names for a 1-d tensor"), writer as w:
         w.put_tensor("x", np.zeros(3), dims=("a", "b"))
+
+
+def test_reading_some_rows_reads_only_their_chunks(store: Store, monkeypatch) -> None:
+    from circuitflow.store import tensors
+
+    matrix = np.arange(100 * 8, dtype=np.float32).reshape(100, 8)
+    key = _key("rows")
+    with store.writer("test", key, version=1) as w:
+        w.put_tensor("edges", matrix, chunks=(10, 8))  # 10 chunks of 10 rows
+    obj = store.get("test", key)
+    read: list[str] = []
+    original = tensors.VerifyingStore.get
+
+    async def counting(self, key, prototype, byte_range=None):
+        read.append(key)
+        return await original(self, key, prototype, byte_range)
+
+    monkeypatch.setattr(tensors.VerifyingStore, "get", counting)
+    rows = obj.tensor("edges", rows=slice(25, 38))
+    assert np.array_equal(rows, matrix[25:38])
+    chunks = sorted(k for k in read if "/c/" in k)
+    assert chunks == ["tensors/edges/c/2/0", "tensors/edges/c/3/0"]
+    assert obj.torch("edges", rows=slice(99, 100)).tolist() == [matrix[99].tolist()]
