@@ -75,15 +75,18 @@ class AnalysisError(ValueError):
 class Event:
     """One firing of a point, as an attached function receives it.
 
-    values: the point's local values by name (documented in `POINTS[point].values`); read them,
-        never modify them
-    firing: how many times this point fired before, in the open capture (0 without one)
-    stage:  the pipeline stage running when it fired (set by the workflow; None otherwise)
+    values:   the point's local values by name (documented in `POINTS[point].values`); read
+        them, never modify them
+    firing:   how many times this point fired before, in the open capture (0 without one)
+    sequence: how many firings of any point came before, in the open capture: the order in
+        which attribution reached them
+    stage:    the pipeline stage running when it fired (set by the workflow; None otherwise)
     """
 
     point: str
     values: Mapping[str, Any]
     firing: int = 0
+    sequence: int = 0
     stage: str | None = None
 
     def __getitem__(self, name: str) -> Any:
@@ -179,6 +182,7 @@ class Kept:
     point: str
     function: str
     firing: int
+    sequence: int
     stage: str | None
     labels: Mapping[str, Any]
     key: str
@@ -192,6 +196,7 @@ class Failure:
     point: str
     function: str
     firing: int
+    sequence: int
     stage: str | None
     labels: Mapping[str, Any]
     error: str
@@ -215,11 +220,14 @@ class Capture:
         self.tainted = False
         self.stage: str | None = None
         self._firings: dict[str, int] = {}
+        self._sequence = 0
 
-    def next_firing(self, point: str) -> int:
-        n = self._firings.get(point, 0)
+    def next_firing(self, point: str) -> tuple[int, int]:
+        """(this point's firing number, the firing's place among all firings)."""
+        n, sequence = self._firings.get(point, 0), self._sequence
         self._firings[point] = n + 1
-        return n
+        self._sequence += 1
+        return n, sequence
 
     def fired(self, point: str) -> int:
         """How many times `point` fired while this capture was open."""
@@ -237,24 +245,16 @@ class Capture:
             except AnalysisError as error:
                 self.fail(event, attachment, f"returned {key!r}: {error}")
                 continue
-            self.kept.append(
-                Kept(
-                    event.point,
-                    attachment.label,
-                    event.firing,
-                    event.stage,
-                    dict(event.labels),
-                    str(key),
-                    plain,
-                )
-            )
+            self.kept.append(Kept(*_where(event, attachment), str(key), plain))
 
     def fail(self, event: Event, attachment: Attachment, error: str) -> None:
-        self.failures.append(
-            Failure(
-                event.point, attachment.label, event.firing, event.stage, dict(event.labels), error
-            )
-        )
+        self.failures.append(Failure(*_where(event, attachment), error))
+
+
+def _where(event: Event, attachment: Attachment) -> tuple:
+    """The fields Kept and Failure share: point, function, firing, sequence, stage, labels."""
+    labels = dict(event.labels)
+    return event.point, attachment.label, event.firing, event.sequence, event.stage, labels
 
 
 def _plain(value: Any) -> Any:
@@ -368,8 +368,9 @@ def fire(point: str, **values: Any) -> None:
     if not attachments:
         return
     current = _capture
-    firing = current.next_firing(point) if current is not None else 0
-    event = Event(point, MappingProxyType(values), firing, current.stage if current else None)
+    firing, sequence = current.next_firing(point) if current is not None else (0, 0)
+    stage = current.stage if current is not None else None
+    event = Event(point, MappingProxyType(values), firing, sequence, stage)
     versions = _versions(values)
     for attachment in list(attachments):
         try:

@@ -11,6 +11,7 @@ Each field carries its help text and its check in `dataclasses.field(metadata=..
     check:    a function value -> error text or None
     flag:     the command-line option, when not --field-name (e.g. --target for `targets`)
     aliases:  more option names that mean the same (circuit-tracer's spellings)
+    choices:  the values a text setting takes
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def optional_positive_int(value: Any) -> str | None:
     return None if value is None else positive_int(value)
 
 
+EDGE_PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def edge_precision(value: Any) -> str | None:
+    if value not in EDGE_PRECISIONS:
+        return f"must be one of {', '.join(EDGE_PRECISIONS)}, got {value!r}"
+    return None
+
+
 def token_list(value: Any) -> str | None:
     if not isinstance(value, tuple) or not all(isinstance(t, str | int) for t in value):
         return f"must be a list of tokens (strings or ids), got {value!r}"
@@ -64,9 +74,10 @@ def param(
     *,
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
     """A RunParams field with its help text, check and command-line spelling."""
-    metadata = {"help": help, "check": check, "flag": flag, "aliases": aliases}
+    metadata = {"help": help, "check": check, "flag": flag, "aliases": aliases, "choices": choices}
     return field(default=default, metadata=metadata)
 
 
@@ -104,6 +115,13 @@ class RunParams:
     )
     update_interval: int = param(
         4, "Backward passes between re-rankings of features for the budget.", positive_int
+    )
+    edge_precision: str = param(
+        "float32",
+        "Precision the edge matrix is stored in: bfloat16 or float16 halve it; influence and "
+        "pruning then read the rounded weights (what that changes: benchmarks/RESULTS.md).",
+        edge_precision,
+        choices=EDGE_PRECISIONS,
     )
 
     def __post_init__(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 BINS = 80
 SMOOTHING = 1.5  # gaussian kernel width, in bins
@@ -29,13 +28,13 @@ def _smoothed_density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return smooth / smooth.max() if smooth.max() > 0 else smooth
 
 
-def ridgeline_png(trace: torch.Tensor, path: str | Path, title: str) -> Path:
-    """Draw `trace` (n_steps, M): one ridge per term. Returns the path written."""
+def ridgeline_png(trace: np.ndarray, path: str | Path, title: str) -> Path:
+    """Draw `trace` (n_steps, M), an array or tensor: one ridge per term. Returns the path."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    terms = trace.detach().to(torch.float64).cpu().numpy()
+    terms = np.asarray(trace, dtype=np.float64)
     if terms.ndim != 2 or terms.shape[0] == 0:
         raise ValueError(f"a trace of shape (n_steps, nodes) is needed, got {terms.shape}")
     positive = terms[terms > 0]

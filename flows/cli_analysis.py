@@ -1,9 +1,10 @@
 """`circuitflow analysis RUN_ID [POINT]`: what analysis functions captured in a run.
 
-A table per analysis point, in the order attribution reaches them (as the seed notebook prints
-its analysis points), read from the catalog's `analysis` table; `--plot` draws the influence
-series' convergence from the captured terms. The run must have been made with
-`circuitflow attribute ... --analysis FILE`.
+A table per analysis point, in the order attribution reached them (as the seed notebook prints
+its analysis points), read from the catalog's `analysis` table (the run's latest analysis);
+`--plot` draws the influence series' convergence from the captured terms. The run must have
+been made with `circuitflow attribute ... --analysis FILE`. Like `query`, this imports neither
+torch nor the pipeline (matplotlib only for --plot).
 """
 
 from __future__ import annotations
@@ -16,41 +17,10 @@ from typing import Any
 import click
 from rich.table import Table
 
+from circuitflow.flows.analysis_read import read_analysis
+from circuitflow.flows.cli import open_store
 from circuitflow.flows.options import STORE_HELP
 from circuitflow.flows.output import cell, console
-
-
-def load_config(path: str | None):
-    """The analysis config of `attribute --analysis FILE`, checked (its functions imported)
-    before anything runs; a bad one is one line."""
-    if path is None:
-        return None
-    from circuitflow.tasks import PIPELINE
-    from circuitflow.tasks.analysis_config import AnalysisConfigError, load_analysis
-
-    try:
-        return load_analysis(path, PIPELINE)
-    except AnalysisConfigError as error:
-        raise click.UsageError(str(error)) from None
-
-
-def print_analysis_summary(outcome) -> None:
-    """After `attribute --analysis`: what fired, what failed, where to look."""
-    report = outcome.analysis
-    if report is None:
-        return
-    fired = ", ".join(f"{p} x{n}" for p, n in report["fired"].items()) or "nothing"
-    console.print(
-        f"analysis ({report['config']}): {report['values']} values captured; fired: {fired}",
-        highlight=False,
-    )
-    if report["not_fired"]:
-        console.print(f"not fired in this run: {', '.join(report['not_fired'])}", highlight=False)
-    for failure in report["failures"]:
-        console.print(f"[red]analysis failure:[/red] {failure}", highlight=False)
-    console.print(
-        f"see them: circuitflow analysis {outcome.run_id} [POINT] [--plot]", highlight=False
-    )
 
 
 def _labels(labels: dict[str, Any]) -> str:
@@ -73,13 +43,9 @@ def _value(row: dict[str, Any]) -> str:
 
 def print_point(point: str, rows: list[dict[str, Any]]) -> None:
     """One point's rows as a table (failures listed under it)."""
-    from circuitflow.attribution.analysis import POINTS
-
-    declared = POINTS.get(point)
     stages = sorted({r["stage"] or "" for r in rows})
     title = f"{point}  [stage {', '.join(stages)}]"
-    caption = declared.when if declared else None
-    table = Table(title=title, caption=caption, header_style="bold", title_justify="left")
+    table = Table(title=title, header_style="bold", title_justify="left")
     functions = {r["function"] for r in rows}
     columns = ["firing", "labels", *(["function"] if len(functions) > 1 else []), "key"]
     for name in [*columns, "value", "top-k value@index"]:
@@ -141,16 +107,6 @@ def analysis_command(
       circuitflow analysis RUN_ID influence_iteration    # one point
       circuitflow analysis RUN_ID --plot                 # RUN_ID-convergence-node.png
     """
-    from circuitflow.attribution.analysis import POINTS
-    from circuitflow.flows.cli_store import open_store
-    from circuitflow.tasks.analysis_table import read_analysis
-
-    if point is not None and point not in POINTS:
-        near = difflib.get_close_matches(point, list(POINTS), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise click.UsageError(
-            f"unknown analysis point {point!r}{hint}; see docs/analysis-points.md"
-        )
     store = open_store(store_url)
     if store.catalog.read("runs", run_id).num_rows == 0:
         raise click.ClickException(f"no run {run_id!r} in the catalog at {store.location.url}")
@@ -160,11 +116,14 @@ def analysis_command(
             f"run {run_id!r} has no analysis: run `circuitflow attribute PROMPT --analysis FILE` "
             "(e.g. configs/analysis/seed_walkthrough.yaml)"
         )
+    captured = list(dict.fromkeys(r["point"] for r in everything))  # in attribution order
     rows = [r for r in everything if point is None or r["point"] == point]
     if not rows:
-        captured = ", ".join(dict.fromkeys(r["point"] for r in everything))
+        near = difflib.get_close_matches(point, captured, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
         raise click.ClickException(
-            f"run {run_id!r} captured nothing at {point!r}; it captured: {captured}"
+            f"run {run_id!r} captured nothing at {point!r}; {hint}it captured: "
+            + ", ".join(captured)
         )
     if plot:
         _plot(store, run_id, phase, out)
@@ -177,7 +136,7 @@ def analysis_command(
 
 def _plot(store, run_id: str, phase: str, out: str | None) -> None:
     from circuitflow.flows.analysis_plot import ridgeline_png
-    from circuitflow.tasks.analysis_table import captured_series
+    from circuitflow.flows.analysis_read import captured_series
 
     trace = captured_series(store, run_id, "influence_iteration", "term", phase=phase)
     if trace is None:

@@ -24,8 +24,10 @@ def _option(field: dataclasses.Field) -> Callable:
     meta = field.metadata
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
     multiple = isinstance(field.default, tuple)
-    if multiple:
-        kind: Any = str
+    if meta["choices"]:
+        kind: Any = click.Choice(meta["choices"])
+    elif multiple:
+        kind = str
     elif field.default is None or isinstance(field.default, int):
         kind = int
     else:

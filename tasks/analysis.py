@@ -21,10 +21,11 @@ memory of recent records is dropped (it may hold the modified tensors) and a sta
 be published computes again with nothing attached, so a faulty function never reaches the
 store. A function that raises is recorded as a failure and the run goes on.
 
-After the run's own catalog entries, the captured values are written to the `analysis` table and
-one store object (`tasks.analysis_table`). Only single runs (`execute_run`) take an analysis;
-when a damaged stored object makes a run's chain start over, the firings of the first attempt
-stay in the capture (their `firing` numbers tell them apart).
+After the run's own catalog entries, the captured values are recorded as the run's latest
+analysis: rows of the `analysis` table and one store object (`tasks.analysis_table`). Only
+single runs (`execute_run`) take an analysis; when a damaged stored object makes a run's chain
+start over, the firings of the first attempt stay in the capture (their `sequence` numbers
+tell them apart).
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ def record_analysis(
         "values": len(capture.kept),
         "failures": [str(f) for f in capture.failures],
     }
+    store = store_for(setup.store, pipeline)
     try:
-        write_analysis(store_for(setup.store, pipeline), run_id, capture, session.config.describe())
+        report["analysis_id"] = write_analysis(store, run_id, capture, session.config.describe())
     except CatalogError as error:
         report["failures"].append(f"the analysis could not be recorded: {error}")
     return report

@@ -49,6 +49,11 @@ def check_pipeline(pipeline: Sequence[Stage]) -> None:
         for name in stage.params:
             if name not in settings:
                 raise PipelineError(f"stage {stage.name!r} is keyed by unknown setting {name!r}")
+        if stage.retention not in ("keep", "recompute", "recompute-first"):
+            raise PipelineError(
+                f"stage {stage.name!r} has retention {stage.retention!r}: "
+                "use keep, recompute or recompute-first"
+            )
         for name in stage.identities:
             if name not in IDENTITIES:
                 raise PipelineError(f"stage {stage.name!r} names unknown identity {name!r}")
@@ -66,6 +71,8 @@ def _param_type(field: dataclasses.Field) -> pa.DataType:
     annotation = str(field.type)
     if annotation.startswith("tuple"):
         return pa.list_(pa.string())
+    if annotation == "str":
+        return pa.string()
     return pa.float64() if annotation.startswith("float") else pa.int64()
 
 

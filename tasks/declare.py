@@ -74,6 +74,9 @@ class Stage:
     identity:   where the stage's output names itself for the stages after it: None means its
         key; a name means that field of its record (tokenize: the prompt's token digest, so two
         texts with the same tokens share everything downstream).
+    retention:  what a size-bounded store (`store gc --max-size`) may do with its objects:
+        "recompute-first" (evicted first: large and cheap to recompute, like edge matrices),
+        "recompute" (evicted next), "keep" (never evicted: what people read, like pruned graphs).
     points:     the analysis points its compute fires (`attribution.analysis_points`): a run
         with analysis on executes the stages whose points are enabled (see `tasks.analysis`).
         Points never enter the key.
@@ -90,4 +93,5 @@ class Stage:
     tables: tuple[CatalogTable, ...] = ()
     run_columns: tuple[RunColumn, ...] = ()
     identity: str | None = None
+    retention: str = "recompute"
     points: tuple[str, ...] = ()

@@ -23,7 +23,6 @@ error. It is the one driver for single prompts and sweeps; they differ only in `
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,6 @@ from prefect.states import Completed
 
 import circuitflow.tasks.analysis as analysis
 from circuitflow.store import ObjectMissing, canonical_json, stage_key
-from circuitflow.store.errors import CatalogError
 from circuitflow.store.objects import default_code_version
 from circuitflow.tasks.analysis_config import AnalysisConfig
 from circuitflow.tasks.context import (
@@ -44,6 +42,7 @@ from circuitflow.tasks.context import (
     StageOutput,
     remember,
     run_id,
+    store_for,
 )
 from circuitflow.tasks.declare import Stage
 from circuitflow.tasks.pipeline import PIPELINE
@@ -63,22 +62,32 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
     start = time.perf_counter()
     key, params, inputs = stage_key_of(stage, run)
     stored = run.store.get(stage.name, key)
-    if stored is not None:
-        analysis.replay(stage, run)  # only for a run with analysis points of this stage on
-        name = stored.attrs["record"][stage.identity] if stage.identity else key
-        return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
+    if stored is None:
+        with run.store.computing(stage.name, key):
+            stored = run.store.get(stage.name, key)  # published while we waited?
+            if stored is None:
+                meta = _compute_and_publish(stage, run, key, params, inputs)
+                name = meta[stage.identity] if stage.identity else key
+                return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+    analysis.replay(stage, run)  # only for a run with analysis points of this stage on
+    name = stored.attrs["record"][stage.identity] if stage.identity else key
+    return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
+
+
+def _compute_and_publish(stage: Stage, run: RunContext, key: str, params: dict, inputs: dict):
+    """Compute the stage's record and publish it under `key`; returns its JSON metadata."""
     record = analysis.compute(stage, run)
     tensors, meta, files = record.to_parts()
+    attrs = {"record": meta, "retention": stage.retention}
     with run.store.writer(
-        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs={"record": meta}
+        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
     ) as writer:
         for name, tensor in tensors.items():
             writer.put_tensor(name, tensor)
         for name, data in files.items():
             writer.put_file(name, data)
     remember((run.store.root, stage.name, key), record)
-    name = meta[stage.identity] if stage.identity else key
-    return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+    return meta
 
 
 # ------------------------------------------------------------------------------ Prefect task
@@ -147,15 +156,40 @@ def run_chain(run: RunContext, call: Call = inline) -> list[StageOutput]:
     return list(run.outputs.values())
 
 
+class Recorder:
+    """Collects finished runs' catalog entries and writes them as one batch (see
+    `store.catalog`): a sweep writes a file per table per batch, not six per run."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, dict[str, dict[str, list[dict]]]] = {}  # store root -> runs
+        self.final: set[str] = set()
+
+    def add(self, run: RunContext, entries: dict[str, list[dict]], *, final: bool) -> None:
+        self.pending.setdefault(run.setup.store, {})[run.run_id] = entries
+        if final:
+            self.final.add(run.run_id)
+
+    def flush(self, pipeline: Sequence[Stage]) -> None:
+        for root, runs in self.pending.items():
+            catalog = store_for(root, pipeline).catalog
+            catalog.write_batch(runs, final=[r for r in runs if r in self.final])
+        self.pending.clear()
+        self.final.clear()
+
+
 def execute_run(
     setup: Setup,
     request: RunRequest,
     *,
     call: Call = inline,
     pipeline: Sequence[Stage] | None = None,
+    recorder: Recorder | None = None,
     analysis_config: AnalysisConfig | None = None,
 ) -> RunOutcome:
     """One whole run: every stage, then its catalog entries (see the module docs).
+
+    The entries go to `recorder` when one is given (the caller flushes it), else straight to
+    the catalog. A run the catalog already holds is not recorded again.
 
     A stored input found damaged while a later stage reads it has been quarantined by the store
     (`ObjectMissing`); the chain then runs once more and recomputes it like any miss. With an
@@ -164,13 +198,21 @@ def execute_run(
     """
     pipeline = PIPELINE if pipeline is None else pipeline
     with analysis.analysing(analysis_config) as session:
-        outcome = _run(setup, request, call, pipeline)
+        outcome = _run(setup, request, call, pipeline, recorder)
         if session is not None and outcome.status == "ok":
             outcome.analysis = analysis.record_analysis(setup, pipeline, outcome.run_id, session)
     return outcome
 
 
-def _run(setup: Setup, request: RunRequest, call: Call, pipeline: Sequence[Stage]) -> RunOutcome:
+def _run(
+    setup: Setup,
+    request: RunRequest,
+    call: Call,
+    pipeline: Sequence[Stage],
+    recorder: Recorder | None,
+) -> RunOutcome:
+    own = recorder is None
+    recorder = Recorder() if own else recorder
     start = time.perf_counter()
     rid = run_id(setup, request)
     try:
@@ -180,12 +222,19 @@ def _run(setup: Setup, request: RunRequest, call: Call, pipeline: Sequence[Stage
             stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
     except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
         message = f"{type(error).__name__}: {error}"
-        record_failure(RunContext(setup, request, {}, pipeline, rid), message)
-        return RunOutcome(rid, request.prompt, "failed", False, message)
-    run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
-    record_run(run, time.perf_counter() - start)
-    cached = all(s.status == "cached" for s in stages)
-    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+        run = RunContext(setup, request, {}, pipeline, rid)
+        recorder.add(run, {"runs": [_run_row(run) | {"status": "failed", "error": message}]},
+                     final=False)  # fmt: skip
+        outcome = RunOutcome(rid, request.prompt, "failed", False, message)
+    else:
+        run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
+        if not run.store.catalog.recorded(rid):
+            recorder.add(run, catalog_entries(run, time.perf_counter() - start), final=True)
+        cached = all(s.status == "cached" for s in stages)
+        outcome = RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+    if own:
+        recorder.flush(pipeline)
+    return outcome
 
 
 # ------------------------------------------------------------------------------ catalog entries
@@ -211,43 +260,22 @@ def _run_row(run: RunContext) -> dict:
     }
 
 
-def run_is_recorded(run: RunContext) -> bool:
-    """True when the catalog holds a successful row for this run."""
-    table = run.store.catalog.read("runs", run.run_id)
-    return table.num_rows > 0 and "ok" in table.column("status").to_pylist()
-
-
-def record_run(run: RunContext, seconds: float) -> None:
-    """Write a finished run's catalog entries, `runs` last (its entry means the run is complete).
-
-    A run already recorded has the same entries by construction; only its stage_events (which
-    stages this execution found stored) are replaced.
-    """
-    catalog = run.store.catalog
-    events = [
-        {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds}
-        for o in run.outputs.values()
-    ]
-    if run_is_recorded(run):
-        with contextlib.suppress(CatalogError):  # a compacted run is immutable
-            catalog.write("stage_events", run.run_id, events, replace=True)
-        return
+def catalog_entries(run: RunContext, seconds: float) -> dict[str, list[dict]]:
+    """A finished run's entries for every catalog table: the stages' tables, its stage
+    events, and its `runs` row (with `seconds`, the run's wall time)."""
     start = time.perf_counter()
     tables = {
         table.name: table.entries(run) for stage in run.stages.values() for table in stage.tables
     }
-    tables["stage_events"] = events
+    tables["stage_events"] = [
+        {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds}
+        for o in run.outputs.values()
+    ]
     columns = {c.name: c.value(run) for stage in run.stages.values() for c in stage.run_columns}
     row = _run_row(run) | columns | {"status": "ok"}
     row["seconds"] = seconds + (time.perf_counter() - start)
     tables["runs"] = [row]
-    catalog.write_run(run.run_id, tables, replace=True)
-
-
-def record_failure(run: RunContext, error: str) -> None:
-    """Write a failed run's `runs` row with its error."""
-    row = _run_row(run) | {"status": "failed", "error": error}
-    run.store.catalog.write("runs", run.run_id, [row], replace=True)
+    return tables
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -255,5 +283,9 @@ def record_failure(run: RunContext, error: str) -> None:
 
 @task(name="attribute-runs", cache_policy=NO_CACHE)
 def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
-    """Several whole runs, one after the other, as one task (stages inline)."""
-    return [execute_run(setup, request) for setup, request in runs]
+    """Several whole runs, one after the other, as one task (stages inline), recorded in the
+    catalog as one batch when the last one ends."""
+    recorder = Recorder()
+    outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
+    recorder.flush(PIPELINE)
+    return outcomes

@@ -40,7 +40,7 @@ def test_the_walkthrough_captures_every_step(walked, store):
     assert {"precompute_end", "rows_logits_end", "prune_edges_end"} <= set(fired)
     count = (
         Store(store)
-        .query(f"SELECT count(*) AS n FROM analysis WHERE run_id = '{walked['run_id']}'")
+        .query(f"SELECT count(*) AS n FROM analysis WHERE analysed_run = '{walked['run_id']}'")
         .to_pylist()[0]["n"]
     )
     assert count == walked["analysis"]["values"]

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from circuitflow.flows.analysis_read import analyses, captured_series, read_analysis
 from circuitflow.store import maintenance
 from circuitflow.tasks import RunRequest, Setup, execute_run, open_store
 from circuitflow.tasks.analysis_config import load_analysis, parse_analysis
-from circuitflow.tasks.analysis_table import OBJECTS, captured_series, read_analysis
+from circuitflow.tasks.analysis_table import OBJECTS
 from circuitflow.tasks.context import forget_records, read_record
 from circuitflow.tasks.pipeline import PIPELINE
 
@@ -70,15 +71,15 @@ def test_only_enabled_points_fire_and_their_series_is_the_stored_trace(tmp_path)
     }
     # The captured terms, read back from the store, are the influence stage's stored trace.
     series = captured_series(store, outcome.run_id, "influence_iteration", "term", phase="node")
-    assert torch.equal(series, stored(setup, outcome, "influence").trace)
+    assert torch.equal(torch.from_numpy(series), stored(setup, outcome, "influence").trace)
     edge = captured_series(store, outcome.run_id, "influence_iteration", "term", phase="edge")
     assert len(edge) == len(stored(setup, outcome, "prune").edge_trace)
 
     # Queryable with SQL beside the run's other tables.
     found = store.query(
         "SELECT a.point, count(*) AS n, any_value(r.status) AS status FROM analysis a "
-        f"JOIN runs r USING (run_id) WHERE a.run_id = '{outcome.run_id}' AND a.kind = 'tensor' "
-        "GROUP BY a.point"
+        "JOIN runs r ON r.run_id = a.analysed_run "
+        f"WHERE a.analysed_run = '{outcome.run_id}' AND a.kind = 'tensor' GROUP BY a.point"
     ).to_pylist()
     assert found == [{"point": "influence_iteration", "n": len(series) + len(edge), "status": "ok"}]
 
@@ -162,7 +163,7 @@ def test_failing_functions_corrupt_nothing(tmp_path, faulty_config):
         ), table
     assert maintenance.verify(store).ok
     errors = store.query(
-        f"SELECT point, function, value FROM analysis WHERE run_id = '{outcome.run_id}' "
+        f"SELECT point, function, value FROM analysis WHERE analysed_run = '{outcome.run_id}' "
         "AND kind = 'error' ORDER BY point"
     ).to_pylist()
     assert [(e["point"], e["function"]) for e in errors] == [
@@ -174,24 +175,25 @@ def test_failing_functions_corrupt_nothing(tmp_path, faulty_config):
     assert shapes_rows  # the other function at the same point still ran
 
 
-def test_gc_keeps_the_latest_analysis_of_a_run(tmp_path):
+def test_a_run_analysed_again_keeps_both_and_reads_the_latest(tmp_path):
     setup = setup_at(tmp_path / "store")
     first = parse_analysis({"points": {"influence_end": "trace"}})
     outcome = execute_run(setup, RunRequest(PROMPT), analysis_config=first)
-    store = open_store(setup.store)
-
-    def analysis_objects_to_collect():
-        report = maintenance.gc(store, older_than=0)
-        return [i for i in report.items if i.path.startswith(f"objects/{OBJECTS}/")]
-
-    assert analysis_objects_to_collect() == []
     second = parse_analysis({"points": {"influence_end": {"functions": [
         {"function": "trace", "options": {"values": ["influence"]}}]}}})  # fmt: skip
-    execute_run(setup, RunRequest(PROMPT), analysis_config=second)
-    rows = read_analysis(store, outcome.run_id)
-    assert {r["key"] for r in rows} == {"influence"}  # the run's analysis was replaced
-    assert len(analysis_objects_to_collect()) == 1  # the first one's tensors are unreferenced
-    manifest = json.loads(
-        next((Path(setup.store) / "objects" / OBJECTS).rglob("manifest.json")).read_text()
-    )
-    assert manifest["params"]["run_id"] == outcome.run_id
+    again = execute_run(setup, RunRequest(PROMPT), analysis_config=second)
+    store = open_store(setup.store)
+    ids = analyses(store, outcome.run_id)
+    assert ids == [outcome.analysis["analysis_id"], again.analysis["analysis_id"]]
+    assert all(i.startswith(f"{outcome.run_id}.analysis-") for i in ids)
+    assert {r["key"] for r in read_analysis(store, outcome.run_id)} == {"influence"}  # latest
+    older = read_analysis(store, outcome.run_id, analysis_id=ids[0])
+    assert {r["key"] for r in older} == {"influence", "trace"}  # `trace` keeps every tensor
+    # The runs table still holds the run once; gc keeps both analyses' tensors.
+    assert store.catalog.read("runs", outcome.run_id).num_rows == 1
+    report = maintenance.gc(store, older_than=0)
+    assert not [i for i in report.items if i.path.startswith(f"objects/{OBJECTS}/")]
+    found = (Path(setup.store) / "objects" / OBJECTS).rglob("manifest.json")
+    manifests = [json.loads(p.read_text()) for p in found]
+    assert sorted(m["params"]["analysis_id"] for m in manifests) == ids
+    assert {m["params"]["run_id"] for m in manifests} == {outcome.run_id}
