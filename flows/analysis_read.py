@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from circuitflow.store import Store
 
@@ -29,12 +28,10 @@ OBJECTS = "analysis"  # the store's directory of analysis objects (see tasks.ana
 
 
 def analyses(store: Store, run_id: str) -> list[str]:
-    """The ids of a run's analyses, oldest first (an id ends with its UTC time)."""
-    if TABLE not in store.catalog.tables:
-        return []
-    table = store.catalog.read(TABLE)
-    mine = table.filter(pc.equal(table["analysed_run"], run_id))
-    return sorted(set(mine["run_id"].to_pylist()))
+    """The ids of a run's analyses, oldest first: `<run id>.analysis-<UTC time>`, found in the
+    catalog's commit records without reading any table."""
+    prefix = f"{run_id}.analysis-"
+    return sorted(entry for entry in store.catalog.state().latest if entry.startswith(prefix))
 
 
 def read_analysis(

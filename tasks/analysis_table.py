@@ -136,7 +136,7 @@ def write_analysis(store: Store, run_id: str, capture: Capture, about: Mapping[s
     Returns the analysis's id. `about` (the analysis config, as plain data) goes into the
     object's manifest.
     """
-    analysis_id = f"{run_id}.analysis-{utc_now():%Y%m%dT%H%M%S%fZ}"
+    analysis_id = f"{run_id}.analysis-{utc_now():%Y%m%dT%H%M%S%fZ}"  # flows.analysis_read
     rows, tensors = analysis_rows(capture)
     if tensors:
         key = _object_key(analysis_id, tensors)
