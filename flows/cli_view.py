@@ -88,7 +88,9 @@ def write_static(data, out_file: str) -> None:
         write_atomic(path, html)
     except OSError as error:
         raise cannot_write(out_file, error) from None
-    out.print(f"wrote {out_file} ({len(html) / 1e6:.1f} MB): open it in any browser", highlight=False)
+    out.print(
+        f"wrote {out_file} ({len(html) / 1e6:.1f} MB): open it in any browser", highlight=False
+    )
 
 
 def serve(data, port: int) -> None:

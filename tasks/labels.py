@@ -39,7 +39,7 @@ def _read(store: Store, table: str) -> pa.Table | None:
 
 
 def _labels_of(data: pa.Table | None, transcoders_digest: str) -> dict[tuple[int, int], str]:
-    if data is None or not NEEDED <= set(data.column_names):
+    if data is None or not set(data.column_names) >= NEEDED:
         return {}
     rows = data.to_pylist()
     if "transcoders_digest" in data.column_names:

@@ -109,8 +109,13 @@ class RunView:
                 "replacement_score": row["replacement_score"],
                 "completeness_score": row["completeness_score"],
                 "logits": [
-                    {"rank": r["rank"], "token": r["token"], "token_id": r["token_id"],
-                     "prob": r["prob"], "id": self.ids[graph.logit_start + r["rank"]]}
+                    {
+                        "rank": r["rank"],
+                        "token": r["token"],
+                        "token_id": r["token_id"],
+                        "prob": r["prob"],
+                        "id": self.ids[graph.logit_start + r["rank"]],
+                    }
                     for r in logits
                 ],  # fmt: skip
             },
@@ -166,7 +171,12 @@ class RunView:
         for kind, where in kinds.items():
             values = self.influence[where]
             counts[kind] = histogram(torch.log10(values[values > 0]), low, high, TRACE_BINS)
-        return {"low": low, "high": high, "counts": counts, "zero": int((self.influence == 0).sum())}
+        return {
+            "low": low,
+            "high": high,
+            "counts": counts,
+            "zero": int((self.influence == 0).sum()),
+        }
 
     def cumulative_plot(self) -> dict:
         """The cumulative share of influence of the k most influential nodes (thinned)."""

@@ -29,9 +29,14 @@ def test_a_recorded_run_reads_back_as_it_was_recorded(seed_run):
     run = seed_run.open()
     assert run.run_id == seed_run.run_id
     assert run.prompt == "The capital of the state containing Dallas is"
-    kept = run.store.query(
-        f"SELECT node_id FROM nodes WHERE run_id = '{run.run_id}' AND kept ORDER BY matrix_index"
-    ).column("node_id").to_pylist()
+    kept = (
+        run.store.query(
+            f"SELECT node_id FROM nodes WHERE run_id = '{run.run_id}' AND kept "
+            "ORDER BY matrix_index"
+        )
+        .column("node_id")
+        .to_pylist()
+    )
     mask = run.record("prune").node_mask
     ids = run.graph.node_ids()
     assert kept == [ids[i] for i in torch.nonzero(mask).flatten().tolist()]

@@ -15,10 +15,14 @@ from circuitflow.tasks.subgraphs import (
 
 def test_saves_accumulate_replace_by_name_and_join_with_nodes(seed_run):
     run = seed_run.open()
-    kept = run.store.query(
-        f"SELECT node_id FROM nodes WHERE run_id = '{run.run_id}' AND kept "
-        "AND kind = 'feature' ORDER BY influence DESC LIMIT 3"
-    ).column("node_id").to_pylist()
+    kept = (
+        run.store.query(
+            f"SELECT node_id FROM nodes WHERE run_id = '{run.run_id}' AND kept "
+            "AND kind = 'feature' ORDER BY influence DESC LIMIT 3"
+        )
+        .column("node_id")
+        .to_pylist()
+    )
     save_subgraph(run.store, run.run_id, Subgraph("first", tuple(kept[:2])))
     save_subgraph(run.store, run.run_id, Subgraph("second", tuple(kept), (("top", *kept[:2]),)))
     again = save_subgraph(run.store, run.run_id, Subgraph("first", (kept[2],), (), kept[2]))

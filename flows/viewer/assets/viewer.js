@@ -571,7 +571,7 @@
       const pos = known.reduce((s, n) => s + n.pos, 0) / Math.max(1, known.length);
       const row = known.reduce((s, n) => s + rowOf(n), 0) / Math.max(1, known.length);
       spots.set(unit.name, {
-        x: 30 + (width - 60) * (state.run.n_pos > 1 ? pos / (state.run.n_pos - 1) : 0.5),
+        x: 60 + (width - 120) * (state.run.n_pos > 1 ? pos / (state.run.n_pos - 1) : 0.5),
         y: height - 20 - (height - 40) * (row / Math.max(1, rows - 1)),
       });
     }
@@ -594,14 +594,16 @@
       const at = spots.get(unit.name);
       const group = svg("g", {class: `sg-node${unit.supernode ? " supernode" : ""}`,
         transform: `translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`}, root);
-      const text = unit.supernode ? unit.name : describeId(unit.name).slice(0, 18);
+      const text = unit.supernode ? `${unit.name} (${unit.members.length})`
+        : describeId(unit.name).slice(0, 18);
       if (unit.supernode) {
-        svg("rect", {x: -4, y: -9, width: 8 + 6 * text.length, height: 14, rx: 3}, group);
-        svg("text", {x: 0, y: 2}, group).textContent = text;
+        const half = 6 + 3.2 * text.length;
+        svg("rect", {x: -half, y: -9, width: 2 * half, height: 16, rx: 3}, group);
+        svg("text", {x: 0, y: 3, "text-anchor": "middle"}, group).textContent = text;
       } else {
         const node = state.nodes.get(unit.name) || {kind: "feature"};
         shape(node, 5, group);
-        svg("text", {x: 8, y: 3}, group).textContent = text;
+        svg("text", {x: 0, y: 16, "text-anchor": "middle"}, group).textContent = text;
       }
     }
   }
@@ -611,7 +613,7 @@
   function frame(root, xs, ys, labels) {
     const width = root.clientWidth || 400;
     const height = root.clientHeight || 230;
-    const m = {left: 44, right: 12, top: 10, bottom: 30};
+    const m = {left: 44, right: labels.right || 12, top: 10, bottom: 30};
     const x = (v) => m.left + (v - xs[0]) / (xs[1] - xs[0] || 1) * (width - m.left - m.right);
     const y = (v) => height - m.bottom - (v - ys[0]) / (ys[1] - ys[0] || 1) *
       (height - m.top - m.bottom);
@@ -649,7 +651,7 @@
     const steps = trace.steps;
     if (!steps.length) return;
     const f = frame(root, [trace.low, trace.high], [0, 1],
-                    {x: "log10 added influence per node", yTicks: false});
+                    {x: "log10 added influence per node", yTicks: false, right: 64});
     const band = (f.height - f.m.top - f.m.bottom) / (steps.length + 1);
     const bins = steps[0].counts.length;
     const binX = (k) => f.x(trace.low + (trace.high - trace.low) * (k + 0.5) / bins);
@@ -661,8 +663,8 @@
       d += ` L${binX(bins - 1)} ${base} Z`;
       svg("path", {d, class: "ridge"}, root);
       svg("text", {x: f.m.left - 4, y: base, "text-anchor": "end"}, root).textContent = `${i}`;
-      svg("text", {x: f.width - f.m.right, y: base - 2, "text-anchor": "end"}, root)
-        .textContent = `total ${num(step.l1, 2)}`;
+      svg("text", {x: f.width - f.m.right + 4, y: base}, root)
+        .textContent = `sum ${num(step.l1, 2)}`;
     });
   }
 
