@@ -132,6 +132,7 @@ def print_report(report: dict) -> None:
         stages.add_row(s["stage"], s["status"], f"{s['seconds']:.3f}")
     console.print(stages)
     console.print(f"graph JSON (Neuronpedia format): {report['graph_json']}", highlight=False)
+    console.print(f"see it: circuitflow view {report['run_id']}", highlight=False)
     console.print(
         f'query it: circuitflow query "SELECT layer, pos, token, feature, influence FROM nodes '
         f"WHERE run_id = '{report['run_id']}' AND kept ORDER BY influence DESC LIMIT 10\"",

@@ -57,6 +57,13 @@ def view(run_id: str, port: int, static: bool, out_file: str | None, store_url: 
         raise click.UsageError("-o writes a static page: add --static (or drop -o to serve)")
     if static and not out_file:
         raise click.UsageError("--static needs -o FILE")
+    if static:
+        from circuitflow.flows.graph_files import check_writable
+
+        try:
+            check_writable(out_file)
+        except OSError as error:
+            raise cannot_write(out_file, error) from None
     from circuitflow.tasks.recorded import UnknownRunError
 
     run = recorded_run(store_url, run_id)
@@ -81,11 +88,8 @@ def write_static(data, out_file: str) -> None:
 
     saved = [s.to_json() for s in saved_subgraphs(data.run.store, data.run.run_id)]
     html = static_html(data, saved).encode()
-    path = Path(out_file)
     try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "is a directory")
-        write_atomic(path, html)
+        write_atomic(Path(out_file), html)
     except OSError as error:
         raise cannot_write(out_file, error) from None
     out.print(

@@ -31,6 +31,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise the OSError that writing a file at `path` would raise, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def document_bytes(doc: dict) -> bytes:
     return json.dumps(doc, indent=1).encode()
 

@@ -87,14 +87,22 @@ def test_bad_thresholds_are_refused(view):
             view.pruned(bad, 0.98)
 
 
-def test_pages_load_nothing_from_elsewhere(view):
-    for page in (live_html(), static_html(view, [])):
+@pytest.fixture(scope="module")
+def static_page(_seed_store):
+    from circuitflow.tasks.recorded import open_run
+
+    view = RunView(open_run(str(_seed_store[0]), _seed_store[1]))
+    return view, static_html(view, [{"name": "s", "pinnedIds": [], "supernodes": []}])
+
+
+def test_pages_load_nothing_from_elsewhere(static_page):
+    for page in (live_html(), static_page[1]):
         assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", page)
         assert "/*JS*/" not in page and "/*CSS*/" not in page
 
 
-def test_static_page_carries_the_graph_pruned_at_each_grid_point(view):
-    page = static_html(view, [{"name": "s", "pinnedIds": [], "supernodes": []}])
+def test_static_page_carries_the_graph_pruned_at_each_grid_point(static_page):
+    view, page = static_page
     boot = json.loads(re.search(r'id="cf-boot" type="application/json">(.*?)</script>', page,
                                 re.S)[1].replace("<\\/", "</"))  # fmt: skip
     data = boot["data"]
