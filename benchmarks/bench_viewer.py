@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--gpt2-small-dir", default=None)
     parser.add_argument("--max-feature-nodes", type=int, default=None)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument(
+        "--store", default=None, help="keep the run in this store (reused when run again)"
+    )
     args = parser.parse_args()
 
     from circuitflow.flows.settings import configure
@@ -113,7 +116,7 @@ def main() -> None:
 
             write_gpt2_small(Path(model))
     with tempfile.TemporaryDirectory() as tmp:
-        run = record_run(f"{tmp}/store", model, args.max_feature_nodes)
+        run = record_run(args.store or f"{tmp}/store", model, args.max_feature_nodes)
         start = time.perf_counter()
         view = RunView(run)
         view.overview()

@@ -6,7 +6,8 @@
   ridgeline), the distribution of node influence, and the cumulative influence curve that the
   node threshold cuts.
 - `pruned(node_threshold, edge_threshold)`: the graph pruned at those thresholds by
-  `attribution.prune` itself, so what the page draws is exactly what pruning keeps. Nodes come
+  `attribution.prune` itself, so what the page draws is exactly what pruning keeps (it is
+  handed the run's stored node influence, which does not depend on the thresholds). Nodes come
   with what the details panel shows, their strongest inputs and outputs in the whole graph
   included; links are [source id, target id, weight].
 
@@ -60,7 +61,7 @@ class RunView:
         self.ids = self.graph.node_ids()
         self.index = {node_id: i for i, node_id in enumerate(self.ids)}
         influence = run.record("influence")
-        self.influence = influence.influence.float()  # (N,)
+        self.influence = influence.influence  # (N,) float32, as `node_influence` gave it
         self.trace = influence.trace  # (n_steps, N)
         self.row = run.store.catalog.read("runs", run.run_id).to_pylist()[0]
         self.labels = feature_labels(run.store, self.row["transcoders_digest"])
@@ -214,7 +215,8 @@ class RunView:
 
     def _prune(self, node_threshold: float, edge_threshold: float, digits: int | None) -> dict:
         graph, ids = self.graph, self.ids
-        result = prune(graph, node_threshold, edge_threshold)
+        # The stored node influence is what prune would compute first: pass it on.
+        result = prune(graph, node_threshold, edge_threshold, influence=self.influence)
         kept = torch.nonzero(result.node_mask).flatten()
         targets, sources = torch.nonzero(result.edge_mask, as_tuple=True)
         weights = graph.adjacency[targets, sources].tolist()

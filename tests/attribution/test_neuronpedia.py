@@ -19,8 +19,9 @@ from circuitflow.attribution.neuronpedia import (
     with_labels,
     with_subgraph,
 )
+from circuitflow.attribution.toy import random_model, random_transcoders
 from circuitflow.models import BUILTIN_MODEL
-from tests.attribution.reference import reference_attribute, reference_model
+from tests.attribution.reference import reference_attribute, reference_graph, reference_model
 from tests.attribution.test_influence import hand_graph
 
 SEED = "The capital of the state containing Dallas is"
@@ -91,6 +92,58 @@ def _their_id(node: dict) -> str:
     return node["node_id"]
 
 
+def _same_node(mine: str, theirs: str) -> bool:
+    """Our id and circuit-tracer 0.5.0's name the same node ({L}_-1_{p} is its 0_{L}_{p})."""
+    layer, feature, pos = mine.split("_")
+    return theirs == (f"0_{layer}_{pos}" if feature == "-1" else mine)
+
+
+def compare_with_theirs(mine: dict, theirs: dict, weight_tolerance: float) -> None:
+    """Same nodes (ids, fields, influences) and links (order, weights) as circuit-tracer's file,
+    reading 0.5.0's error ids in the field's current form."""
+    assert [n["node_id"] for n in mine["nodes"]] == [_their_id(n) for n in theirs["nodes"]]
+    for a, b in zip(mine["nodes"], theirs["nodes"], strict=True):
+        for key in ("feature", "layer", "ctx_idx", "feature_type", "is_target_logit", "clerp"):
+            assert a[key] == b[key], (a["node_id"], key)
+        if a["feature_type"] != "mlp reconstruction error":
+            assert a["jsNodeId"] == b["jsNodeId"]
+        for key in ("influence", "activation", "token_prob"):
+            if b[key] is None:
+                assert a[key] is None, (a["node_id"], key)
+            else:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["node_id"], key)
+    # Their error ids collide with layer-0 feature ids, so links are matched one by one (both
+    # list them in the edge mask's row-major order), not by id.
+    assert len(mine["links"]) == len(theirs["links"])
+    scale = max(abs(l["weight"]) for l in theirs["links"])
+    for a, b in zip(mine["links"], theirs["links"], strict=True):
+        assert _same_node(a["source"], b["source"]) and _same_node(a["target"], b["target"])
+        assert abs(a["weight"] - b["weight"]) <= weight_tolerance * scale
+    assert mine["metadata"]["prompt_tokens"] == theirs["metadata"]["prompt_tokens"]
+
+
+@pytest.mark.parametrize("thresholds", [(0.8, 0.98), (0.6, 0.9)])
+def test_create_graph_files_on_the_same_graph_writes_the_same(tmp_path, thresholds):
+    """circuit-tracer's create_graph_files run on our very graph (a small random model)."""
+    from circuitflow.attribution import save_model
+
+    model = random_model("gpt2")
+    ours = attribute("w1 w2 w3 w5 w8 w13", ReplacementModel(model, random_transcoders(model)),
+                     batch_size=16)  # fmt: skip
+    ours.token_strings = [model.tokenizer.decode([t]) for t in ours.tokens.tolist()]
+    save_model(model, tmp_path / "model")
+    ref = reference_graph(ours, model.cfg, tokenizer_dir=str(tmp_path / "model" / "tokenizer"))
+    node_threshold, edge_threshold = thresholds
+    create_graph_files(ref, "ref", tmp_path / "out", scan="toy", node_threshold=node_threshold,
+                       edge_threshold=edge_threshold)  # fmt: skip
+    theirs = json.loads((tmp_path / "out" / "ref.json").read_text())
+    mine = graph_json(ours, prune(ours, node_threshold, edge_threshold), Provenance("o", "toy", ""),
+                      node_threshold=node_threshold, edge_threshold=edge_threshold)  # fmt: skip
+    mine = json.loads(json.dumps(mine))
+    assert any(n["feature_type"] == "mlp reconstruction error" for n in mine["nodes"])
+    compare_with_theirs(mine, theirs, weight_tolerance=0.0)  # the same matrix: equal weights
+
+
 @pytest.mark.slow
 def test_same_nodes_influences_and_links_as_circuit_tracer(tmp_path):
     """The built-in model's seed prompt, attributed by both on the same weights and transcoder
@@ -113,25 +166,7 @@ def test_same_nodes_influences_and_links_as_circuit_tracer(tmp_path):
     Model(**mine)
 
     assert len(mine["nodes"]) > 20 and len(mine["links"]) > 100  # a real graph, not a toy
-    assert [n["node_id"] for n in mine["nodes"]] == [_their_id(n) for n in theirs["nodes"]]
     assert any(n["feature_type"] == "mlp reconstruction error" for n in mine["nodes"])
-    for a, b in zip(mine["nodes"], theirs["nodes"], strict=True):
-        for key in ("feature", "layer", "ctx_idx", "feature_type", "is_target_logit", "clerp"):
-            assert a[key] == b[key], (a["node_id"], key)
-        if a["feature_type"] != "mlp reconstruction error":
-            assert a["jsNodeId"] == b["jsNodeId"]
-        for key in ("influence", "activation", "token_prob"):
-            if b[key] is None:
-                assert a[key] is None, (a["node_id"], key)
-            else:
-                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["node_id"], key)
-
-    rename = {n["node_id"]: _their_id(n) for n in theirs["nodes"]}
-    their_links = {(rename[l["source"]], rename[l["target"]]): l["weight"] for l in theirs["links"]}
-    my_links = {(l["source"], l["target"]): l["weight"] for l in mine["links"]}
-    assert list(my_links) == list(their_links)  # same links, in the same order
-    scale = max(abs(w) for w in their_links.values())
-    assert max(abs(my_links[k] - w) for k, w in their_links.items()) <= 1e-4 * scale
-    assert mine["metadata"]["prompt_tokens"] == theirs["metadata"]["prompt_tokens"]
+    compare_with_theirs(mine, theirs, weight_tolerance=1e-4)  # two attributions: float noise
     # circuit-tracer writes the decoded input, start token included; we keep the user's text.
     assert theirs["metadata"]["prompt"].endswith(mine["metadata"]["prompt"])
