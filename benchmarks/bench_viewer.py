@@ -60,10 +60,10 @@ def bench_server(address: str, thresholds: list[float]) -> list[float]:
     return seconds
 
 
-def bench_browser(address: str, steps: int) -> list[float]:
+def bench_browser(address: str, steps: int, screenshot: str | None) -> list[float]:
     from playwright.sync_api import sync_playwright
 
-    seconds = []
+    seconds, parts = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
@@ -75,10 +75,21 @@ def bench_browser(address: str, steps: int) -> list[float]:
             start = time.perf_counter()
             page.keyboard.press("ArrowLeft")
             page.wait_for_function(
-                f"document.querySelector('svg#graph').dataset.nodeThreshold !== '{before}'",
+                f"document.querySelector('svg#graph').dataset.nodeThreshold !== '{before}' "
+                "&& document.querySelector('#status').dataset.latencyMs !== undefined",
                 timeout=120_000,
             )
             seconds.append(time.perf_counter() - start)
+            parts.append(
+                [int(page.get_attribute("#status", f"data-{k}-ms")) / 1000
+                 for k in ("latency", "fetch", "draw")]
+            )  # fmt: skip
+            page.evaluate("delete document.querySelector('#status').dataset.latencyMs")
+        describe("  in the page: slider move to painted frame", [p[0] for p in parts])
+        describe("  of which the request (prune + transfer)", [p[1] for p in parts])
+        describe("  of which drawing", [p[2] for p in parts])
+        if screenshot:
+            page.screenshot(path=screenshot, full_page=True)
         browser.close()
     return seconds
 
@@ -97,6 +108,7 @@ def main() -> None:
     parser.add_argument("--gpt2-small-dir", default=None)
     parser.add_argument("--max-feature-nodes", type=int, default=None)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--screenshot", default=None, help="save the page as this PNG at the end")
     parser.add_argument(
         "--store", default=None, help="keep the run in this store (reused when run again)"
     )
@@ -132,7 +144,8 @@ def main() -> None:
             describe("server re-prune", bench_server(server.address, [0.5, 0.6, 0.7, 0.9, 0.95]))
             kept = len(view.pruned(0.8, 0.98)["node_ids"])
             print(f"(kept at 0.8/0.98: {kept} nodes)")
-            describe("browser slider step to redraw", bench_browser(server.address, args.steps))
+            steps = bench_browser(server.address, args.steps, args.screenshot)
+            describe("browser, as the test driver sees it (Playwright round trips included)", steps)
         finally:
             server.shutdown()
             server.server_close()

@@ -9,7 +9,8 @@
   `attribution.prune` itself, so what the page draws is exactly what pruning keeps (it is
   handed the run's stored node influence, which does not depend on the thresholds). Nodes come
   with what the details panel shows, their strongest inputs and outputs in the whole graph
-  included; links are [source id, target id, weight].
+  included; links come as parallel arrays (source and target positions in `node_ids`, weight),
+  compact enough for the 10^5 links a dense graph keeps.
 
 The graph is read once from the store (`RunContext.graph`); re-pruning works on it in memory.
 """
@@ -26,7 +27,7 @@ import torch
 
 from circuitflow.attribution import prune
 from circuitflow.attribution.params import check
-from circuitflow.attribution.prune import ThresholdError
+from circuitflow.attribution.prune import ThresholdError, cumulative_shares
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.labels import feature_labels
 from circuitflow.tasks.recorded import require_stored
@@ -67,6 +68,8 @@ class RunView:
         self.labels = feature_labels(run.store, self.row["transcoders_digest"])
         self._lock = threading.Lock()
         self._overview: dict | None = None
+        self._details: dict[tuple[int, int | None], dict] = {}
+        self._cumulative = cumulative_shares(self.influence)  # what prune reports, per node
         self._views: OrderedDict[tuple[float, float, int | None], dict] = OrderedDict()
 
     # ----------------------------------------------------------------------------- overview
@@ -214,31 +217,44 @@ class RunView:
             return self._views[where]
 
     def _prune(self, node_threshold: float, edge_threshold: float, digits: int | None) -> dict:
-        graph, ids = self.graph, self.ids
+        graph = self.graph
         # The stored node influence is what prune would compute first: pass it on.
         result = prune(graph, node_threshold, edge_threshold, influence=self.influence)
         kept = torch.nonzero(result.node_mask).flatten()
+        position = torch.full((graph.n_nodes,), -1, dtype=torch.long)
+        position[kept] = torch.arange(len(kept))
         targets, sources = torch.nonzero(result.edge_mask, as_tuple=True)
         weights = graph.adjacency[targets, sources].tolist()
-        links = [
-            [ids[s], ids[t], rounded(w, digits)]
-            for s, t, w in zip(sources.tolist(), targets.tolist(), weights, strict=True)
-        ]
-        cumulative = result.cumulative_scores
+        node_ids = [self.ids[i] for i in kept.tolist()]
         cut = self.cut_rank(node_threshold)
-        nodes = {ids[i]: self.node(i, float(cumulative[i]), digits) for i in kept.tolist()}
         return {
             "node_threshold": node_threshold,
             "edge_threshold": edge_threshold,
-            "node_ids": list(nodes),
-            "nodes": nodes,
-            "links": links,
+            "node_ids": node_ids,
+            "nodes": dict(zip(node_ids, self.nodes(kept, digits), strict=True)),
+            # Parallel arrays (compact for 10^5 links): positions in node_ids, and weights.
+            "links": {
+                "source": position[sources].tolist(),
+                "target": position[targets].tolist(),
+                "weight": [rounded(w, digits) for w in weights] if digits else weights,
+            },
             "cut_rank": cut,
             "cut_influence": float(self._sorted_influence[cut - 1]),
         }
 
-    def node(self, index: int, cumulative: float, digits: int | None = None) -> dict:
-        """What the details panel shows of one node."""
+    def nodes(self, indices: torch.Tensor, digits: int | None = None) -> list[dict]:
+        """What the details panel shows of each node (none of it depends on the thresholds, so
+        it is computed once per node)."""
+        missing = [i for i in indices.tolist() if (i, digits) not in self._details]
+        if missing:
+            inputs = self._strongest(self.graph.adjacency[missing], digits)
+            outputs = self._strongest(self.graph.adjacency[:, missing].T, digits)
+            for i, into, out in zip(missing, inputs, outputs, strict=True):
+                self._details[(i, digits)] = self.node(i, digits) | {"inputs": into, "outputs": out}
+        return [self._details[(i, digits)] for i in indices.tolist()]
+
+    def node(self, index: int, digits: int | None = None) -> dict:
+        """One node's kind, place, token, activation, influence and label."""
         graph = self.graph
         node = graph.node(index)
         token = graph.token(node.pos) or ""
@@ -257,11 +273,9 @@ class RunView:
             "token_id": node.token_id,
             "activation": node.activation,
             "influence": rounded(float(self.influence[index]), digits),
-            "cumulative": rounded(cumulative, digits),
+            "cumulative": rounded(float(self._cumulative[index]), digits),
             "prob": prob,
             "label": self.label(node, token, prob),
-            "inputs": self._strongest(graph.adjacency[index], digits),
-            "outputs": self._strongest(graph.adjacency[:, index], digits),
         }
 
     def label(self, node, token: str, prob: float | None) -> str:
@@ -273,10 +287,17 @@ class RunView:
             return f"embedding of {token!r}"
         return f'Output "{token}" (p={prob:.3f})'
 
-    def _strongest(self, weights: torch.Tensor, digits: int | None) -> list[list]:
-        """[[node id, weight], ...] of the largest |weight|s, strongest first."""
-        k = min(TOP_LINKS, int((weights != 0).sum()))
-        if k == 0:
-            return []
-        top = torch.topk(weights.abs(), k).indices.tolist()
-        return [[self.ids[i], rounded(float(weights[i]), digits)] for i in top]
+    def _strongest(self, weights: torch.Tensor, digits: int | None) -> list[list[list]]:
+        """Per row of `weights` (n, N): [[node id, weight], ...] of its largest |weight|s,
+        strongest first, zeros left out."""
+        k = min(TOP_LINKS, weights.shape[1])
+        values, columns = torch.topk(weights.abs(), k, dim=1)
+        signed = torch.gather(weights, 1, columns)
+        out = []
+        for magnitudes, where, row in zip(values.tolist(), columns.tolist(), signed.tolist(),
+                                          strict=True):  # fmt: skip
+            out.append(
+                [[self.ids[c], rounded(w, digits)] for m, c, w in zip(magnitudes, where, row,
+                                                                     strict=True) if m > 0]
+            )  # fmt: skip
+        return out

@@ -23,6 +23,7 @@
     selected: null,         // the clicked node id
     saved: [],              // saved subgraphs: {name, pinnedIds, supernodes, clickedId}
     request: 0,             // number of the newest re-pruning asked for
+    movedAt: null,          // when a slider last moved (performance.now())
   };
 
   // ----------------------------------------------------------------------------- helpers
@@ -40,6 +41,22 @@
     if (text !== undefined && text !== null) node.textContent = text;
     if (parent) parent.appendChild(node);
     return node;
+  }
+
+  function maxOf(items, value) {
+    let best = 0;
+    for (const item of items) best = Math.max(best, Math.abs(value(item)));
+    return best;
+  }
+
+  // A view's links as [source id, target id, weight] (the server sends parallel arrays).
+  function linkTriples(view) {
+    const {source, target, weight} = view.links;
+    const triples = new Array(source.length);
+    for (let k = 0; k < source.length; k++) {
+      triples[k] = [view.node_ids[source[k]], view.node_ids[target[k]], weight[k]];
+    }
+    return triples;
   }
 
   function clear(node) {
@@ -132,15 +149,29 @@
     const [node, edge] = thresholds();
     status("pruning…");
     try {
+      const asked = performance.now();
       const view = await loadView(node, edge);
       if (number !== state.request) return; // a newer slider position is on its way
+      const received = performance.now();
       for (const [id, details] of Object.entries(view.nodes || {})) state.nodes.set(id, details);
+      view.linkList = view.linkList || linkTriples(view);
       state.view = view;
-      const seconds = view.seconds === undefined ? "" : ` in ${num(view.seconds, 2)} s`;
-      status(live ? `pruned by attribution.prune${seconds}` : "static page: precomputed grid");
       drawGraph();
       drawSubgraph();
       drawPlots();
+      const drawn = performance.now();
+      const line = $("status");
+      line.dataset.fetchMs = String(Math.round(received - asked));
+      line.dataset.drawMs = String(Math.round(drawn - received));
+      // From the slider's last move to the frame that shows the new graph.
+      const moved = state.movedAt;
+      requestAnimationFrame(() => setTimeout(() => {
+        if (moved) line.dataset.latencyMs = String(Math.round(performance.now() - moved));
+      }, 0));
+      const seconds = view.seconds === undefined ? "" : ` in ${num(view.seconds, 2)} s`;
+      status(live ? `pruned by attribution.prune${seconds}; received in ` +
+        `${num((received - asked) / 1000, 2)} s, drawn in ${num((drawn - received) / 1000, 2)} s`
+        : "static page: precomputed grid");
     } catch (error) {
       status(`re-pruning failed: ${error.message}`, true);
     }
@@ -171,13 +202,19 @@
         $(`${id}-value`).textContent = which === "node" ? node : edge;
       };
       show();
-      slider.addEventListener("input", () => { show(); schedule(); });
+      slider.addEventListener("input", () => {
+        state.movedAt = performance.now();
+        show();
+        schedule();
+      });
     }
   }
 
   // ------------------------------------------------------------------------------ graph
 
   const KIND_ORDER = {token: 0, feature: 1, error: 2, logit: 3};
+  const MAX_WIDTH = 2600;
+  const MAX_DRAWN_LINKS = 8000;
 
   function layout(nodes) {
     const run = state.run;
@@ -189,12 +226,15 @@
       if (!cells.has(key)) cells.set(key, []);
       cells.get(key).push(node);
     }
-    const spacing = 17;
     const widest = new Array(run.n_pos).fill(1);
     for (const [key, members] of cells) {
       const pos = Number(key.split("|")[1]);
       widest[pos] = Math.max(widest[pos], members.length);
     }
+    // Nodes 17 px apart, closer when that would make the graph wider than about two screens
+    // (a dense graph keeps dozens of features at one place).
+    const slots = widest.reduce((sum, n) => sum + n, 0);
+    const spacing = Math.max(3, Math.min(17, (MAX_WIDTH - 80 * run.n_pos) / slots));
     const left = 58, top = 16, bottom = 70;
     const rowHeight = Math.max(36, Math.min(72, 600 / rows));
     const columns = [];
@@ -263,25 +303,10 @@
     root.setAttribute("viewBox", `0 0 ${geometry.width} ${geometry.height}`);
     drawAxes(root, geometry);
 
-    const maxWeight = Math.max(1e-12, ...view.links.map((l) => Math.abs(l[2])));
-    const linkLayer = svg("g", {class: "links"}, root);
-    for (const [source, target, weight] of view.links) {
-      const a = geometry.place.get(source);
-      const b = geometry.place.get(target);
-      if (!a || !b) continue;
-      const bend = a.y === b.y ? -24 : 0;
-      const mid = (a.y + b.y) / 2 + bend;
-      svg("path", {
-        d: `M${a.x} ${a.y} C${a.x} ${mid} ${b.x} ${mid} ${b.x} ${b.y}`,
-        class: `link ${weight >= 0 ? "pos" : "neg"}`,
-        "stroke-width": (0.4 + 3.6 * Math.abs(weight) / maxWeight).toFixed(2),
-        "data-source": source,
-        "data-target": target,
-      }, linkLayer);
-    }
-
+    state.geometry = geometry;
+    state.maxWeight = Math.max(1e-12, maxOf(view.linkList, (l) => l[2]));
     const nonLogit = nodes.filter((n) => n.kind !== "logit");
-    const maxInfluence = Math.max(1e-12, ...nonLogit.map((n) => n.influence));
+    const maxInfluence = Math.max(1e-12, maxOf(nonLogit, (n) => n.influence));
     const nodeLayer = svg("g", {class: "nodes"}, root);
     for (const node of nodes) {
       const at = geometry.place.get(node.id);
@@ -304,9 +329,11 @@
     root.dataset.edgeThreshold = String(view.edge_threshold);
     root.dataset.nodes = String(nodes.length);
     const count = $("node-count");
-    count.textContent = `${nodes.length} nodes · ${view.links.length} links`;
+    const drawnLinks = view.linkList.length > MAX_DRAWN_LINKS
+      ? ` (the ${MAX_DRAWN_LINKS} strongest drawn)` : "";
+    count.textContent = `${nodes.length} nodes · ${view.linkList.length} links${drawnLinks}`;
     count.dataset.nodes = String(nodes.length);
-    count.dataset.links = String(view.links.length);
+    count.dataset.links = String(view.linkList.length);
     markNodes();
     highlight(state.selected && state.nodes.has(state.selected) ? state.selected : null);
   }
@@ -322,11 +349,15 @@
   // The node and everything it reaches: every kept feature and error node has a kept
   // outgoing link, so everything reached lies on a path to the logits.
   function downstream(id) {
-    const out = new Map();
-    for (const [source, target] of state.view.links) {
-      if (!out.has(source)) out.set(source, []);
-      out.get(source).push(target);
+    const view = state.view;
+    if (!view.out) {
+      view.out = new Map();
+      for (const [source, target] of view.linkList) {
+        if (!view.out.has(source)) view.out.set(source, []);
+        view.out.get(source).push(target);
+      }
     }
+    const out = view.out;
     const seen = new Set([id]);
     const stack = [id];
     while (stack.length) {
@@ -344,10 +375,69 @@
     for (const group of root.querySelectorAll(".node")) {
       group.classList.toggle("on-path", onPath.has(group.dataset.id));
     }
-    for (const link of root.querySelectorAll(".link")) {
-      link.classList.toggle("on-path", onPath.has(link.dataset.source) &&
-        onPath.has(link.dataset.target));
+    drawLinks(id ? onPath : null);
+  }
+
+  // At most MAX_DRAWN_LINKS links are drawn, the strongest (those on the focused node's paths
+  // first): a dense graph keeps 10^5, which take seconds to paint and cannot be told apart.
+  function drawable(onPath) {
+    const view = state.view;
+    if (view.linkList.length <= MAX_DRAWN_LINKS) return view.linkList;
+    if (!view.strongest) {
+      view.strongest = [...view.linkList].sort((a, b) => Math.abs(b[2]) - Math.abs(a[2]));
     }
+    if (!onPath) return view.strongest.slice(0, MAX_DRAWN_LINKS);
+    const lit = view.strongest.filter(([s, t]) => onPath.has(s) && onPath.has(t));
+    const rest = view.strongest.filter(([s, t]) => !(onPath.has(s) && onPath.has(t)));
+    return lit.concat(rest).slice(0, MAX_DRAWN_LINKS);
+  }
+
+  // Links go on a canvas under the nodes' SVG: a dense graph keeps 10^5 of them. Strokes are
+  // batched by sign, width and emphasis; the strongest are drawn last.
+  function drawLinks(onPath) {
+    const canvas = $("links");
+    const geometry = state.geometry;
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.ceil(geometry.width * ratio);
+    canvas.height = Math.ceil(geometry.height * ratio);
+    canvas.style.width = `${geometry.width}px`;
+    canvas.style.height = `${geometry.height}px`;
+    const context = canvas.getContext("2d");
+    context.scale(ratio, ratio);
+    context.lineCap = "round";
+    const widths = 8;
+    const batches = new Map();
+    let lit = 0;
+    for (const [source, target, weight] of drawable(onPath)) {
+      const a = geometry.place.get(source);
+      const b = geometry.place.get(target);
+      if (!a || !b) continue;
+      const emphasis = onPath ? (onPath.has(source) && onPath.has(target) ? 2 : 0) : 1;
+      if (emphasis === 2) lit++;
+      const width = Math.min(widths - 1, Math.floor(widths * Math.abs(weight) / state.maxWeight));
+      const key = emphasis * 100 + width * 2 + (weight >= 0 ? 1 : 0);
+      if (!batches.has(key)) batches.set(key, []);
+      batches.get(key).push([a, b]);
+    }
+    const style = getComputedStyle(document.documentElement);
+    const colours = [style.getPropertyValue("--neg").trim(), style.getPropertyValue("--pos").trim()];
+    const alpha = [0.05, 0.45, 0.85];
+    for (const key of [...batches.keys()].sort((x, y) => x - y)) {
+      const emphasis = Math.floor(key / 100);
+      const width = Math.floor((key % 100) / 2);
+      context.beginPath();
+      for (const [a, b] of batches.get(key)) {
+        const mid = (a.y + b.y) / 2 + (a.y === b.y ? -24 : 0);
+        context.moveTo(a.x, a.y);
+        context.bezierCurveTo(a.x, mid, b.x, mid, b.x, b.y);
+      }
+      context.strokeStyle = colours[key % 2];
+      context.globalAlpha = alpha[emphasis];
+      context.lineWidth = 0.4 + 3.6 * (width + 0.5) / widths;
+      context.stroke();
+    }
+    canvas.dataset.links = String(Math.min(state.view.linkList.length, MAX_DRAWN_LINKS));
+    canvas.dataset.onPath = String(lit);
   }
 
   function hover(id) {
@@ -576,14 +666,14 @@
       });
     }
     const sums = new Map();
-    for (const [source, target, weight] of state.view.links) {
+    for (const [source, target, weight] of state.view.linkList) {
       const a = units.has(unitOf(source)) && state.pinned.includes(source) ? unitOf(source) : null;
       const b = units.has(unitOf(target)) && state.pinned.includes(target) ? unitOf(target) : null;
       if (!a || !b || a === b) continue;
       const key = `${a}\u0000${b}`;
       sums.set(key, (sums.get(key) || 0) + weight);
     }
-    const maxSum = Math.max(1e-12, ...[...sums.values()].map(Math.abs));
+    const maxSum = Math.max(1e-12, maxOf(sums.values(), (v) => v));
     for (const [key, weight] of sums) {
       const [a, b] = key.split("\u0000").map((name) => spots.get(name));
       svg("line", {x1: a.x, y1: a.y, x2: b.x, y2: b.y,

@@ -69,7 +69,7 @@ def test_view_prune_hover_pin_and_save(browser, seed_run, tmp_path):
         details = page.locator("#details")
         assert details.get_attribute("data-id") == feature_id
         assert "strongest inputs" in details.inner_text()
-        assert page.locator("svg#graph .link.on-path").count() > 0
+        assert int(page.locator("canvas#links").get_attribute("data-on-path")) > 0
         assert page.locator('svg#graph .node.on-path[data-kind="logit"]').count() > 0
 
         # Pin two nodes (Ctrl-click), group them, save the subgraph into the catalog.

@@ -24,11 +24,12 @@ def test_pruned_view_is_exactly_attribution_prune(view, node_threshold, edge_thr
     ids = view.graph.node_ids()
     assert pruned["node_ids"] == [ids[i] for i in torch.nonzero(result.node_mask).flatten()]
     targets, sources = torch.nonzero(result.edge_mask, as_tuple=True)
-    assert [(s, t) for s, t, _ in pruned["links"]] == [
-        (ids[s], ids[t]) for s, t in zip(sources.tolist(), targets.tolist(), strict=True)
-    ]
-    for source, target, weight in pruned["links"][:50]:
-        assert weight == float(view.graph.adjacency[ids.index(target), ids.index(source)])
+    links = pruned["links"]
+    shown = pruned["node_ids"]
+    assert [
+        (shown[s], shown[t]) for s, t in zip(links["source"], links["target"], strict=True)
+    ] == [(ids[s], ids[t]) for s, t in zip(sources.tolist(), targets.tolist(), strict=True)]
+    assert links["weight"] == view.graph.adjacency[targets, sources].tolist()
 
 
 def test_node_details_list_the_strongest_links_of_the_whole_graph(view):
