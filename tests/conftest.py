@@ -8,6 +8,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="circuitflow-test-prefect-"))
 os.environ.setdefault("CIRCUITFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="circuitflow-test-cache-"))
+# Prefect's temporary servers (the test harness's and the commands' own) start in 7-10 s on a
+# quiet machine, but took over 50 s on a shared, loaded one: wait for them.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from circuitflow.flows.settings import configure  # noqa: E402
 
@@ -27,7 +30,7 @@ def prefect_api():
 
     from circuitflow.flows.settings import quiet_flows
 
-    with prefect_test_harness(), quiet_flows():
+    with prefect_test_harness(server_startup_timeout=None), quiet_flows():
         yield PREFECT_API_URL.value()
 
 
