@@ -4,7 +4,9 @@
   field, and the columns each stage adds (`Stage.run_columns`);
 - `stage_events`: one row per stage of a run, with the key of the object it used, and whether
   it was computed or found in the store (the store's `gc` keeps every object named there);
-- `analysis`: what analysis functions returned in a run (declared in `tasks.analysis_table`).
+- `analysis`: what analysis functions returned in a run (declared in `tasks.analysis_table`);
+- the tables people fill after a run (`ANNOTATIONS`, each declared beside its code), such as
+  `saved_subgraphs`.
 
 `catalog_tables(pipeline)` gives them all, ready to register with a `Store`; `check_pipeline`
 refuses declarations that cannot run.
@@ -22,11 +24,13 @@ from circuitflow.attribution.analysis import POINTS
 from circuitflow.store import TableSchema
 from circuitflow.tasks.analysis_table import ANALYSIS
 from circuitflow.tasks.declare import CatalogTable, Stage
+from circuitflow.tasks.subgraphs import SAVED_SUBGRAPHS
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 RUN_STATUS = frozenset({"ok", "failed"})
 REQUEST_PARAMS = ("prompt", "run_id")  # key settings that come from the request, not RunParams
 IDENTITIES = ("model", "transcoders")
+ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS,)  # written by people, not by stages
 
 
 class PipelineError(ValueError):
@@ -36,7 +40,7 @@ class PipelineError(ValueError):
 def check_pipeline(pipeline: Sequence[Stage]) -> None:
     """Names unique; each stage's inputs run before it; params and identities exist."""
     seen: set[str] = set()
-    tables: set[str] = {"runs", "stage_events", ANALYSIS.name}
+    tables: set[str] = {"runs", "stage_events", ANALYSIS.name, *(t.name for t in ANNOTATIONS)}
     settings = set(RunParams.names()) | set(REQUEST_PARAMS)
     for stage in pipeline:
         if stage.name in seen:
@@ -114,6 +118,6 @@ STAGE_EVENTS = CatalogTable(
 
 def catalog_tables(pipeline: Sequence[Stage]) -> dict[str, TableSchema]:
     """Every catalog table of the pipeline, by name, ready to register with a `Store`."""
-    tables = [runs_table(pipeline), STAGE_EVENTS, ANALYSIS]
+    tables = [runs_table(pipeline), STAGE_EVENTS, ANALYSIS, *ANNOTATIONS]
     tables += [table for stage in pipeline for table in stage.tables]
     return {table.name: table.schema() for table in tables}

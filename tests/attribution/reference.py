@@ -47,3 +47,30 @@ def reference_model(model, transcoders) -> TransformerLensReplacementModel:
     ref.load_state_dict(model.state_dict())
     ref._configure_replacement_model(ref_tc)
     return ref
+
+
+def reference_graph(graph, cfg, prompt: str = "", tokenizer_dir: str | None = None):
+    """circuit-tracer's Graph holding exactly our graph (same adjacency, same node order), so
+    that its `create_graph_files` can be run on the very graph we export."""
+    from circuit_tracer.attribution.targets import LogitTarget
+    from circuit_tracer.graph import Graph
+
+    targets = [
+        LogitTarget(token, int(i))
+        for token, i in zip(graph.logit_tokens, graph.logit_token_ids.tolist(), strict=True)
+    ]
+    ref = Graph(
+        input_string=prompt,
+        input_tokens=graph.tokens,
+        active_features=graph.active_features,
+        adjacency_matrix=graph.adjacency,
+        cfg=cfg,
+        selected_features=graph.selected_features,
+        activation_values=graph.activation_values,
+        logit_targets=targets,
+        logit_probabilities=graph.logit_probabilities,
+        scan="test",
+    )
+    if tokenizer_dir is not None:
+        ref.cfg.tokenizer_name = tokenizer_dir  # create_graph_files loads it by this name
+    return ref

@@ -117,7 +117,7 @@ def test_reprune_of_an_unknown_run(invoke):
 
 @pytest.mark.parametrize(
     "command",
-    ["attribute", "sweep", "reprune", "export", "schedule", "query", "store", "train-demo"],
+    ["attribute", "sweep", "reprune", "export", "schedule", "view", "query", "store", "train-demo"],
 )
 def test_every_command_explains_itself(command):
     result = CliRunner().invoke(main, [command, "--help"])
