@@ -31,7 +31,8 @@ def analyses(store: Store, run_id: str) -> list[str]:
     """The ids of a run's analyses, oldest first: `<run id>.analysis-<UTC time>`, found in the
     catalog's commit records without reading any table."""
     prefix = f"{run_id}.analysis-"
-    return sorted(entry for entry in store.catalog.state().latest if entry.startswith(prefix))
+    latest = store.catalog.state().latest  # (table, run id) -> batch
+    return sorted(run for table, run in latest if table == TABLE and run.startswith(prefix))
 
 
 def read_analysis(

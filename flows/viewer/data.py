@@ -4,7 +4,10 @@
   completeness scores) and the data of the three plots: the influence trace (how much each
   step of the influence series adds, per node, as one histogram per step: the seed notebook's
   ridgeline), the distribution of node influence, and the cumulative influence curve that the
-  node threshold cuts.
+  node threshold cuts. When an analysis of the run kept the influence series at the
+  `influence_iteration` point (`trace` with values [term], as configs/analysis/
+  seed_walkthrough.yaml does), a fourth plot draws it from those captured values, for the
+  whole graph and for the node-pruned graph that edge pruning runs the series on.
 - `pruned(node_threshold, edge_threshold)`: the graph pruned at those thresholds by
   `attribution.prune` itself, so what the page draws is exactly what pruning keeps (it is
   handed the run's stored node influence, which does not depend on the thresholds). Nodes come
@@ -28,6 +31,7 @@ import torch
 from circuitflow.attribution import prune
 from circuitflow.attribution.params import check
 from circuitflow.attribution.prune import ThresholdError, cumulative_shares
+from circuitflow.flows.analysis_read import analyses, captured_series
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.labels import feature_labels
 from circuitflow.tasks.recorded import require_stored
@@ -50,6 +54,30 @@ def histogram(values: torch.Tensor, low: float, high: float, bins: int) -> list[
     width = (high - low) / bins or 1.0
     index = ((values - low) / width).floor().clamp(0, bins - 1).long()
     return torch.bincount(index, minlength=bins).tolist()
+
+
+def trace_histograms(trace: torch.Tensor, l1: dict[int, float]) -> dict:
+    """The ridgeline's data for `trace` (n_steps, M): per step, a histogram of log10 of the
+    positive values over the top `TRACE_DECADES` decades, its sum (`l1[step]` when given) and
+    its non-zero count."""
+    positive = trace[trace > 0]
+    if positive.numel() == 0:
+        return {"low": 0.0, "high": 1.0, "steps": []}
+    high = math.log10(float(positive.max()))
+    low = high - TRACE_DECADES
+    steps = []
+    for step, term in enumerate(trace):
+        values = term[term > 0]
+        logs = torch.log10(values[values >= 10**low])
+        steps.append(
+            {
+                "iteration": step,
+                "l1": l1.get(step, float(term.abs().sum())),
+                "nnz": int(values.numel()),
+                "counts": histogram(logs, low, high, TRACE_BINS),
+            }
+        )
+    return {"low": low, "high": high, "steps": steps}
 
 
 class RunView:
@@ -125,6 +153,7 @@ class RunView:
             },
             "plots": {
                 "trace": self.trace_plot(),
+                "analysis": self.analysis_plot(),
                 "influence": self.influence_plot(),
                 "cumulative": self.cumulative_plot(),
             },
@@ -137,24 +166,22 @@ class RunView:
             for r in self.run.store.catalog.read("influence_traces", self.run.run_id).to_pylist()
             if r["phase"] == "node"
         }
-        positive = self.trace[self.trace > 0]
-        if positive.numel() == 0:
-            return {"low": 0.0, "high": 1.0, "steps": []}
-        high = math.log10(float(positive.max()))
-        low = high - TRACE_DECADES
-        steps = []
-        for step, term in enumerate(self.trace):
-            values = term[term > 0]
-            logs = torch.log10(values[values >= 10**low])
-            steps.append(
-                {
-                    "iteration": step,
-                    "l1": l1.get(step, float(term.abs().sum())),
-                    "nnz": int(values.numel()),
-                    "counts": histogram(logs, low, high, TRACE_BINS),
-                }
-            )
-        return {"low": low, "high": high, "steps": steps}
+        return trace_histograms(self.trace, l1)
+
+    def analysis_plot(self) -> dict | None:
+        """The influence series as the run's latest analysis captured it at the
+        `influence_iteration` point (the `trace` function keeping `term`), per phase: "node"
+        (the whole graph) and "edge" (the node-pruned graph that edge pruning scores); None
+        when no analysis of the run kept it."""
+        store, run_id = self.run.store, self.run.run_id
+        phases = {}
+        for phase in ("node", "edge"):
+            series = captured_series(store, run_id, "influence_iteration", "term", phase=phase)
+            if series is not None:
+                phases[phase] = trace_histograms(torch.from_numpy(series), {})
+        if not phases:
+            return None
+        return {"analysis_id": analyses(store, run_id)[-1], "phases": phases}
 
     def influence_plot(self) -> dict:
         """Histogram of log10 influence of the nodes with any, by node kind."""

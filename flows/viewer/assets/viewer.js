@@ -1,7 +1,8 @@
 /* circuitflow viewer: draws a run's pruned attribution graph (token positions across, layers
    up), re-prunes it when the threshold sliders move, shows a node's details and its paths to
    the logits, keeps a pinned subgraph with named supernodes, and plots the influence trace,
-   the influence distribution and the cumulative influence curve.
+   the influence distribution and the cumulative influence curve (and, when the run was
+   analysed with a trace of influence_iteration, the series its analysis captured).
 
    Served live, every re-pruning is asked of the server, which runs attribution.prune; a static
    page carries the graph pruned at a grid of thresholds and its sliders step through it. */
@@ -728,20 +729,23 @@
 
   function drawPlots() {
     if (!state.plots || !state.view) return;
-    drawTrace();
+    drawTrace($("plot-trace"), state.plots.trace);
+    drawAnalysis();
     drawInfluence();
     drawCumulative();
   }
 
   // The seed notebook's ridgeline: one histogram per step of the influence series, later
   // steps lower down; the ridges move left as longer paths carry less.
-  function drawTrace() {
-    const root = clear($("plot-trace"));
-    const trace = state.plots.trace;
+  function drawTrace(svgRoot, trace, title) {
+    const root = clear(svgRoot);
     const steps = trace.steps;
+    root.dataset.steps = String(steps.length);
     if (!steps.length) return;
     const f = frame(root, [trace.low, trace.high], [0, 1],
                     {x: "log10 added influence per node", yTicks: false, right: 64});
+    if (title) svg("text", {x: f.m.left + 4, y: f.m.top + 2, class: "plot-title"}, root)
+      .textContent = title;
     const band = (f.height - f.m.top - f.m.bottom) / (steps.length + 1);
     const bins = steps[0].counts.length;
     const binX = (k) => f.x(trace.low + (trace.high - trace.low) * (k + 0.5) / bins);
@@ -756,6 +760,23 @@
       svg("text", {x: f.width - f.m.right + 4, y: base}, root)
         .textContent = `sum ${num(step.l1, 2)}`;
     });
+  }
+
+  // What an analysis function kept at the influence_iteration point (circuitflow attribute
+  // --analysis): the series on the whole graph, and on the node-pruned graph edge pruning
+  // scores. Runs analysed without it show no such figure.
+  const PHASE_TITLES = {node: "whole graph (node phase)", edge: "node-pruned graph (edge phase)"};
+
+  function drawAnalysis() {
+    const captured = state.plots.analysis;
+    $("analysis-figure").hidden = !captured;
+    if (!captured) return;
+    $("analysis-id").textContent = captured.analysis_id;
+    for (const phase of Object.keys(PHASE_TITLES)) {
+      const root = $(`plot-analysis-${phase}`);
+      root.style.display = captured.phases[phase] ? "" : "none";
+      if (captured.phases[phase]) drawTrace(root, captured.phases[phase], PHASE_TITLES[phase]);
+    }
   }
 
   function drawInfluence() {

@@ -117,3 +117,33 @@ def test_static_page_works_from_a_file(browser, seed_run, tmp_path):
     assert page.locator("#save-subgraph").is_disabled()
     page.screenshot(path=str(tmp_path / "static.png"), full_page=True)
     assert page.errors == []
+
+
+def test_page_plots_the_trace_the_analysis_captured(browser, analysed_seed, seed_run, tmp_path):
+    from circuitflow.tasks.recorded import open_run
+
+    root, rid = analysed_seed
+    view = RunView(open_run(root, rid))
+    server = ViewerServer(view, 0)
+    server.serve_in_thread()
+    try:
+        page = open_page(browser, server.address)
+        figure = page.locator("#analysis-figure")
+        assert figure.is_visible()
+        assert rid in page.locator("#analysis-id").inner_text()
+        phases = view.overview()["plots"]["analysis"]["phases"]
+        for phase in ("node", "edge"):
+            plot = page.locator(f"#plot-analysis-{phase}")
+            assert plot.get_attribute("data-steps") == str(len(phases[phase]["steps"]))
+            assert plot.locator("path.ridge").count() == len(phases[phase]["steps"])
+        assert page.errors == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # A run analysed without the trace shows no such figure.
+    path = tmp_path / "plain.html"
+    path.write_text(static_html(RunView(seed_run.open()), []))
+    plain = open_page(browser, path.as_uri())
+    assert not plain.locator("#analysis-figure").is_visible()
+    assert plain.errors == []

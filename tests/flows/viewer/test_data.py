@@ -116,3 +116,32 @@ def test_static_page_carries_the_graph_pruned_at_each_grid_point(static_page):
         shown = data["views"][f"{6 * i}|{j}"]["node_ids"]
         assert shown == [ids[k] for k in torch.nonzero(kept).flatten()]
         assert all(node_id in data["nodes"] for node_id in shown)
+
+
+def test_no_analysis_plot_without_a_captured_trace(view):
+    assert view.overview()["plots"]["analysis"] is None
+
+
+def test_analysis_plot_draws_the_series_the_analysis_captured(analysed_seed):
+    from circuitflow.flows.analysis_read import analyses
+    from circuitflow.tasks.recorded import open_run
+
+    root, rid = analysed_seed
+    view = RunView(open_run(root, rid))
+    captured = view.overview()["plots"]["analysis"]
+    assert captured["analysis_id"] == analyses(view.run.store, rid)[-1]
+    # Checked against the influence_traces table, which the stages wrote (not the analysis).
+    for phase in ("node", "edge"):
+        expected = view.run.store.query(
+            f"SELECT iteration, l1, nnz FROM influence_traces WHERE phase = '{phase}' "
+            f"AND run_id = '{rid}' ORDER BY iteration"
+        ).to_pylist()
+        steps = captured["phases"][phase]["steps"]
+        assert len(steps) == len(expected) > 1
+        for step, row in zip(steps, expected, strict=True):
+            assert (step["iteration"], step["nnz"]) == (row["iteration"], row["nnz"])
+            assert step["l1"] == pytest.approx(row["l1"], rel=1e-5)
+            assert 0 < sum(step["counts"]) <= step["nnz"]
+    # The whole graph's series is the one the trace plot draws from the stored record.
+    node, stored = captured["phases"]["node"], view.trace_plot()
+    assert [s["counts"] for s in node["steps"]] == [s["counts"] for s in stored["steps"]]
