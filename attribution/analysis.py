@@ -176,8 +176,8 @@ def _finite(x: torch.Tensor) -> float | None:
 
 
 @dataclass(frozen=True)
-class Kept:
-    """One value an attached function returned at one firing."""
+class Where:
+    """Which function, at which firing of which point (and in which stage)."""
 
     point: str
     function: str
@@ -185,20 +185,20 @@ class Kept:
     sequence: int
     stage: str | None
     labels: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Kept(Where):
+    """One value an attached function returned at one firing."""
+
     key: str
     value: Any  # a CPU tensor (copied), a Summary, a number, a string, a list
 
 
 @dataclass(frozen=True)
-class Failure:
+class Failure(Where):
     """An attached function that raised, returned something unusable, or modified a value."""
 
-    point: str
-    function: str
-    firing: int
-    sequence: int
-    stage: str | None
-    labels: Mapping[str, Any]
     error: str
 
     def __str__(self) -> str:
@@ -252,7 +252,8 @@ class Capture:
 
 
 def _where(event: Event, attachment: Attachment) -> tuple:
-    """The fields Kept and Failure share: point, function, firing, sequence, stage, labels."""
+    """The `Where` fields of a Kept or a Failure: point, function, firing, sequence, stage,
+    labels."""
     labels = dict(event.labels)
     return event.point, attachment.label, event.firing, event.sequence, event.stage, labels
 
