@@ -187,7 +187,7 @@ def _run_row(run: RunContext) -> dict:
         "transcoders": setup.transcoders,
         "transcoders_digest": identity(setup, "transcoders"),
         "prompt": run.prompt,
-        **run.params.to_dict(),
+        **run.params.to_columns(),
         "params": canonical_json(run.params.to_dict()),
         "code_version": default_code_version(),
     }

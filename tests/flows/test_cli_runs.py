@@ -78,7 +78,7 @@ def test_summary_names_the_graph_and_how_to_query(invoke):
     result = invoke("attribute", "w5 w3 w8 w1")
     assert result.exit_code == 0, result.output
     for text in (
-        "top logits",
+        "targets",
         "replacement score",
         "most influential features",
         "stages",
