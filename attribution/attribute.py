@@ -57,7 +57,9 @@ def choose_targets(
             desired_logit_prob=desired_logit_prob,
         )
     final = model.final_residual(pre.tokens)[-1] if needs_final_residual(targets) else None
-    return explicit_targets(targets, logits, model.W_U, model.tokenizer, final_residual=final)
+    return explicit_targets(
+        targets, logits, model.W_U, model.tokenizer, final_residual=final, b_U=model.model.b_U
+    )
 
 
 def token_strings(model: ReplacementModel, tokens: torch.Tensor) -> list[str]:

@@ -34,9 +34,10 @@ keeps the interventions on while it decodes greedily, one full forward pass per 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -159,17 +160,12 @@ class Intervener:
                 acts = frozen[hook.name] + skip_change.get(layer, 0)
             return acts + deltas[layer] if layer in writes_at else acts
 
-        def keep_final(acts, hook):
-            final["resid"] = acts[0]
-            return acts
-
         # Patterns and scales are replaced by their clean values; transcoder sites come next.
         hooks = [(n, lambda acts, hook: frozen[hook.name]) for n in frozen if _held_fixed(n)]
         for layer in range(n_layers):
             hooks.append((tc.input_hook(layer), bind_layer(read_features, layer)))
             hooks.append((tc.output_hook(layer), bind_layer(write_changes, layer)))
-        hooks.append((_final_hook(hf, n_layers), keep_final))
-        with hf.hooks(fwd_hooks=hooks):
+        with hf.hooks(fwd_hooks=hooks), _reading_final(hf, final):
             logits = hf(self.tokens[None].to(model.device))[0]
         return InterventionResult(logits, kept, self.tokens, final["resid"])
 
@@ -253,11 +249,23 @@ def generate(
     return Generation(tokens, n_prompt, model.tokenizer.decode(new), logits)
 
 
-def _final_hook(hf, n_layers: int) -> str:
-    """Where the final normalised residual is read (the last residual without a final norm)."""
-    if "ln_final.hook_normalized" in hf.hook_dict:
-        return "ln_final.hook_normalized"
-    return f"blocks.{n_layers - 1}.hook_resid_post"
+@contextlib.contextmanager
+def _reading_final(hf, final: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Keep the final normalised residual of the next forward pass in `final["resid"]`: the
+    final norm's output, gain included (its hook_normalized comes before the gain), or the
+    last residual of a model without a final norm."""
+
+    def keep(module, inputs, output):
+        final["resid"] = output[0]
+
+    module = getattr(hf, "ln_final", None)
+    if module is None:
+        module = hf.blocks[-1].hook_resid_post
+    handle = module.register_forward_hook(keep)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _held_fixed(name: str) -> bool:

@@ -15,6 +15,7 @@ gets the virtual token id d_vocab + (its index in the list), so node ids stay un
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +49,10 @@ class Targets(Record):
     kinds:         "token" or "direction" for each (empty in records stored before directions
                    existed: all tokens)
     values:        (k,) at the last position: a token's logit, a direction's dot product with
-                   the final normalised residual (a logit difference: exactly logit A - logit B)
+                   the final normalised residual plus its offset
+    offsets:       (k,) what a direction adds to its dot product: for a logit difference the
+                   unembedding biases' difference, so that its value is exactly logit A - logit B;
+                   0 for tokens and plain directions
     """
 
     token_ids: torch.Tensor
@@ -57,12 +61,29 @@ class Targets(Record):
     token_strings: list[str]
     kinds: list[str] = field(default_factory=list)
     values: torch.Tensor | None = None
+    offsets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
 
     def kind(self, rank: int) -> str:
         return self.kinds[rank] if self.kinds else "token"
+
+    def measure(
+        self,
+        rank: int,
+        last_logits: torch.Tensor,  # (d_vocab,) of some forward pass, at the last position
+        final_residual: torch.Tensor,  # (d_model,) of the same pass, at the last position
+    ) -> tuple[float, float]:
+        """Target `rank`'s (value, probability) in a forward pass; a direction has no
+        probability (NaN). On the clean pass this gives `values[rank]`."""
+        if self.kind(rank) == "token":
+            token = int(self.token_ids[rank])
+            probs = torch.softmax(last_logits.float(), dim=-1)
+            return float(last_logits[token]), float(probs[token])
+        offset = 0.0 if self.offsets is None else float(self.offsets[rank])
+        vector = self.vectors[rank].to(final_residual)
+        return float(vector @ final_residual) + offset, math.nan
 
 
 def check_target_settings(max_n_logits: int, desired_logit_prob: float) -> None:
@@ -93,6 +114,7 @@ def explicit_targets(
     tokenizer,
     *,
     final_residual: torch.Tensor | None = None,  # (d_model,) needed for "direction" specs
+    b_U: torch.Tensor | None = None,  # (d_vocab,) the unembedding bias, if the model has one
 ) -> Targets:
     """Targets for the given specs (see `attribution.target_specs`): tokens as strings that
     are exactly one token or as ids, logit differences, directions."""
@@ -107,7 +129,7 @@ def explicit_targets(
     last_logits = last_logits.to(W_U.device)
     d_vocab = W_U.shape[1]
     mean_column = W_U.mean(dim=1)  # (d_model,)
-    ids, names, weights, vectors, values = [], [], [], [], []
+    ids, names, weights, vectors, values, offsets = [], [], [], [], [], []
     for index, spec in enumerate(specs):
         if kind_of(spec) == "token":
             token_id = _token_id(spec, tokenizer, d_vocab)
@@ -116,6 +138,7 @@ def explicit_targets(
             weights.append(float(probs[token_id]))
             vectors.append(W_U[:, token_id] - mean_column)
             values.append(last_logits[token_id])
+            offsets.append(0.0)
             continue
         ids.append(d_vocab + index)
         weights.append(weight_of(spec))
@@ -126,6 +149,7 @@ def explicit_targets(
             names.append(f"logit({tokenizer.decode([a])})-logit({tokenizer.decode([b])})")
             vectors.append(W_U[:, a] - W_U[:, b])
             values.append(last_logits[a] - last_logits[b])
+            offsets.append(0.0 if b_U is None else float((b_U[a] - b_U[b]).detach()))
         else:
             vector = torch.tensor(spec["vector"], dtype=W_U.dtype, device=W_U.device)
             if vector.shape != (W_U.shape[0],):
@@ -138,6 +162,7 @@ def explicit_targets(
             names.append(spec["direction"])
             vectors.append(vector)
             values.append(vector @ final_residual.to(vector))
+            offsets.append(0.0)
     return Targets(
         token_ids=torch.tensor(ids, dtype=torch.long),
         probabilities=torch.tensor(weights, dtype=torch.float32),
@@ -145,6 +170,7 @@ def explicit_targets(
         token_strings=names,
         kinds=[kind_of(spec) for spec in specs],
         values=torch.stack(values).float().cpu(),
+        offsets=torch.tensor(offsets, dtype=torch.float32),
     )
 
 
@@ -191,4 +217,5 @@ def _make_targets(
         token_strings=[tokenizer.decode([int(i)]) for i in ids.tolist()],
         kinds=["token"] * len(ids),
         values=last_logits.float()[ids.to(last_logits.device)].cpu(),
+        offsets=torch.zeros(len(ids)),
     )

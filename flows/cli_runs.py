@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from circuitflow.flows.cli_causal import CAUSAL_COMMANDS
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
@@ -158,8 +159,15 @@ def print_report(report: dict) -> None:
 @click.option(
     "--dask-address", default=None, metavar="ADDR", help="Use an existing Dask cluster instead."
 )
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also check every run causally (ablation curves, table `interventions`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of every run as JSON.")
-def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kwargs) -> None:
+def sweep(
+    file: str, workers: int, dask_address: str | None, validate: bool, as_json: bool, **kwargs
+) -> None:
     """Attribute every prompt of FILE with every combination of its grid, on Dask.
 
     FILE is a text file (one prompt a line), JSONL or CSV with a `prompt` column, or a sweep
@@ -189,6 +197,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
                 params=params,
                 show_progress=not as_json,
                 workers=workers,
+                validate=validate,
             )
     except SweepFileError as error:
         raise click.UsageError(str(error)) from None
@@ -354,7 +363,7 @@ def schedule(
     )
 
 
-COMMANDS = [attribute, sweep, reprune, export, schedule]
+COMMANDS = [attribute, sweep, reprune, export, schedule, *CAUSAL_COMMANDS]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

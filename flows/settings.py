@@ -32,6 +32,11 @@ def configure(verbose: bool = False) -> None:
         # this must be set before torch is first imported.
         "OMP_WAIT_POLICY": "PASSIVE",
         "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
+        # The temporary server is a subprocess: its spurious "Error flushing events" tracebacks
+        # while it stops reach the terminal unless its own log level says otherwise.
+        "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
+        # Its 20 s default to boot was too short on a busy 2-core machine (measured: failures).
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     }
     # Failed runs are reported by the commands themselves, without Prefect's tracebacks; these
     # variables reach Dask worker processes too.
@@ -43,6 +48,7 @@ def configure(verbose: bool = False) -> None:
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
         for logger in ("FLOW_RUNS", "TASK_RUNS"):
             os.environ[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "INFO"
 

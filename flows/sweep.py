@@ -48,8 +48,10 @@ def sweep(
     params: dict | None = None,
     show_progress: bool = True,
     workers: int = 2,
+    validate: bool = False,
 ) -> list[dict]:
-    """Run every prompt of `file` with every combination of its grid (see `sweep_files`).
+    """Run every prompt of `file` with every combination of its grid (see `sweep_files`);
+    with `validate`, each run's causal checks too (`VALIDATE_PIPELINE`).
 
     `params` is a RunParams as a dict (Prefect records flow parameters: they stay JSON-like).
     """
@@ -60,7 +62,7 @@ def sweep(
     runs = [(setups[i.transcoders], i.request) for i in items]
     size = batch_size(len(runs), workers)
     futures = [
-        attribute_runs_task.submit(runs[start : start + size])
+        attribute_runs_task.submit(runs[start : start + size], validate)
         for start in range(0, len(runs), size)
     ]
 

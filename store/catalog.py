@@ -173,6 +173,14 @@ class Catalog:
                 target.append(path)
         return out
 
+    def holds(self, table: str, run_id: str) -> bool:
+        """Whether `run_id` has written `table` (its own file, or one a compaction absorbed)."""
+        path = self.run_path(table, run_id)
+        if self.location.fs.exists(path):
+            return True
+        _, superseded = self.shard_listing(posixpath.dirname(path))
+        return posixpath.basename(path) in superseded
+
     # -- writing ----------------------------------------------------------------------------
 
     def prepare(self, table: str, run_id: str, rows: Any) -> pa.Table:

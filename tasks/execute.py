@@ -41,7 +41,7 @@ from circuitflow.tasks.context import (
     run_id,
 )
 from circuitflow.tasks.declare import Stage
-from circuitflow.tasks.pipeline import PIPELINE
+from circuitflow.tasks.pipeline import PIPELINE, VALIDATE_PIPELINE
 from circuitflow.tasks.runtime import Setup, identity
 
 
@@ -202,8 +202,11 @@ def run_is_recorded(run: RunContext) -> bool:
 def record_run(run: RunContext, seconds: float) -> None:
     """Write a finished run's catalog entries, `runs` last (its entry means the run is complete).
 
-    A run already recorded has the same entries by construction; only its stage_events (which
-    stages this execution found stored) are replaced.
+    A run already recorded has the same entries by construction. Its stage_events (which stages
+    this execution found stored) are replaced, keeping the events of stages this execution did
+    not run (a validated run run again without validation stays validated, and `gc` keeps the
+    validation); the tables of stages it ran for the first time (a pipeline variant's) are
+    added.
     """
     catalog = run.store.catalog
     events = [
@@ -211,6 +214,17 @@ def record_run(run: RunContext, seconds: float) -> None:
         for o in run.outputs.values()
     ]
     if run_is_recorded(run):
+        earlier = catalog.read("stage_events", run.run_id).to_pylist()
+        events += [
+            {k: e[k] for k in ("stage", "key", "status", "seconds", "created_at")}
+            for e in earlier
+            if e["stage"] not in run.outputs
+        ]
+        for stage in run.stages.values():
+            for table in stage.tables:
+                if not catalog.holds(table.name, run.run_id):
+                    with contextlib.suppress(CatalogError):  # written meanwhile: same rows
+                        catalog.write(table.name, run.run_id, table.entries(run))
         with contextlib.suppress(CatalogError):  # a compacted run is immutable
             catalog.write("stage_events", run.run_id, events, replace=True)
         return
@@ -236,6 +250,10 @@ def record_failure(run: RunContext, error: str) -> None:
 
 
 @task(name="attribute-runs", cache_policy=NO_CACHE)
-def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
-    """Several whole runs, one after the other, as one task (stages inline)."""
-    return [execute_run(setup, request) for setup, request in runs]
+def attribute_runs_task(
+    runs: list[tuple[Setup, RunRequest]], validate: bool = False
+) -> list[RunOutcome]:
+    """Several whole runs, one after the other, as one task (stages inline); with `validate`,
+    each through VALIDATE_PIPELINE."""
+    pipeline = VALIDATE_PIPELINE if validate else PIPELINE
+    return [execute_run(setup, request, pipeline=pipeline) for setup, request in runs]

@@ -43,3 +43,22 @@ def toy_model_dir(tmp_path_factory):
     random_transcoders(model, directory=directory / "transcoders" / "plt")
     random_transcoders(model, kind=CROSS_LAYER, directory=directory / "transcoders" / "clt")
     return directory
+
+
+@pytest.fixture(scope="session")
+def builtin():
+    """The built-in model with its per-layer ("plt") or cross-layer ("clt") transcoders, as a
+    ReplacementModel, loaded once per session: builtin("plt")."""
+    from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
+    from circuitflow.models import BUILTIN_MODEL
+
+    model = load_model(BUILTIN_MODEL)
+    loaded = {}
+
+    def get(kind: str = "plt") -> ReplacementModel:
+        if kind not in loaded:
+            transcoders = load_transcoders(BUILTIN_MODEL / "transcoders" / kind)
+            loaded[kind] = ReplacementModel(model, transcoders)
+        return loaded[kind]
+
+    return get
