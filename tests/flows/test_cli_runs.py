@@ -1,5 +1,6 @@
 """The run commands of the CLI: --json against the catalog, re-pruning, export, bad input."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -136,8 +137,11 @@ def test_run_options_come_from_run_params():
 
     for command in ("attribute", "sweep", "schedule"):
         text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
-        for name in RunParams.names():
+        for field in dataclasses.fields(RunParams):
+            name = field.name
             flag = "--target" if name == "targets" else "--" + name.replace("_", "-")
             assert flag in text, (command, flag)
+            for more in field.metadata["more"]:  # e.g. --logit-diff A B for targets
+                assert f"{more.flag} {' '.join(more.metavars)}" in text, (command, more.flag)
     text = CliRunner().invoke(main, ["attribute", "--help"], terminal_width=200).output
     assert "[default: 0.8]" in text and "[default: 0.98]" in text
