@@ -9,6 +9,7 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     replacement.py  the local replacement model: freezes that make the model linear
     tokens.py       prompt -> token ids, start token first
     precompute.py   stage 1: active features, error vectors, token vectors, logits
+    target_specs.py what a graph can explain, as JSON: tokens, logit differences, directions
     targets.py      stage 2: the logit nodes
     rows.py         stage 3: backward passes give the edges
     graph.py        stage 4: the square adjacency matrix
@@ -16,7 +17,8 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     prune.py        the subgraph that carries most of the influence
     scores.py       replacement and completeness scores
     attribute.py    all stages in one call
-    intervene.py    set features to values and rerun the model
+    intervene.py    set features to values and rerun the model; generate while steering
+    ablation.py     ablation curves: the graph's top features against random ones
     neuronpedia.py  the pruned graph as Neuronpedia-format JSON
     toy.py          small random models and transcoders for tests and benchmarks
 
@@ -26,7 +28,14 @@ Importing this package does not import TransformerLens (seconds); loading a mode
 from circuitflow.attribution.attribute import attribute, choose_targets, tokenize
 from circuitflow.attribution.graph import AttributionGraph, Node, assemble
 from circuitflow.attribution.influence import node_influence
-from circuitflow.attribution.intervene import InterventionResult, intervene
+from circuitflow.attribution.intervene import (
+    Generation,
+    Intervener,
+    InterventionError,
+    InterventionResult,
+    generate,
+    intervene,
+)
 from circuitflow.attribution.models import ModelLoadError, load_model, save_model
 from circuitflow.attribution.params import ParamError, RunParams
 from circuitflow.attribution.precompute import Precompute, precompute
@@ -40,6 +49,7 @@ from circuitflow.attribution.prune import (
 from circuitflow.attribution.replacement import ModelMismatchError, ReplacementModel
 from circuitflow.attribution.rows import BudgetError, Rows, compute_rows
 from circuitflow.attribution.scores import graph_scores
+from circuitflow.attribution.target_specs import direction, logit_diff
 from circuitflow.attribution.targets import TargetError, Targets
 from circuitflow.attribution.tokens import PromptError
 from circuitflow.attribution.transcoders import (
@@ -66,7 +76,10 @@ __all__ = [
     "RunParams",
     "TargetError",
     "Targets",
+    "Generation",
+    "InterventionError",
     "InterventionResult",
+    "Intervener",
     "ThresholdError",
     "TranscoderError",
     "Transcoders",
@@ -74,10 +87,13 @@ __all__ = [
     "attribute",
     "choose_targets",
     "compute_rows",
+    "direction",
+    "generate",
     "graph_scores",
     "intervene",
     "load_model",
     "load_transcoders",
+    "logit_diff",
     "node_influence",
     "precompute",
     "prune",

@@ -1,7 +1,7 @@
 """The circuitflow commands that check graphs causally: validate (stored) and steer (asked).
 
 Parsing and printing only: `flows.validate` and `flows.steer` do the work. Registered in
-`flows.cli_runs.COMMANDS`; heavy imports happen inside the commands.
+`flows.cli` beside `flows.cli_runs.COMMANDS`; heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def print_steering(report: dict) -> None:
     )
     for s in report["settings"]:
         where = f"positions {s['pos']}+" if s["onward"] else f"position {s['pos']}"
-        was = ", ".join(f"{v:.3f}" for v in s["clean"])
+        was = ", ".join(f"{v + 0.0:.3f}" for v in s["clean"])  # + 0.0: no "-0.000"
         console.print(
             f"set layer {s['layer']} {where} {s['tokens']} feature {s['feature']}: "
             f"{was} -> {s['value']:g}",

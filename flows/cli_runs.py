@@ -16,7 +16,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from circuitflow.flows.cli_causal import CAUSAL_COMMANDS
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
@@ -363,7 +362,7 @@ def schedule(
     )
 
 
-COMMANDS = [attribute, sweep, reprune, export, schedule, *CAUSAL_COMMANDS]
+COMMANDS = [attribute, sweep, reprune, export, schedule]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

@@ -118,7 +118,18 @@ def test_reprune_of_an_unknown_run(invoke):
 
 @pytest.mark.parametrize(
     "command",
-    ["attribute", "sweep", "reprune", "export", "schedule", "query", "store", "train-demo"],
+    [
+        "attribute",
+        "sweep",
+        "reprune",
+        "export",
+        "schedule",
+        "query",
+        "store",
+        "train-demo",
+        "validate",
+        "steer",
+    ],
 )
 def test_every_command_explains_itself(command):
     result = CliRunner().invoke(main, [command, "--help"])
