@@ -27,7 +27,8 @@ def prefect_api():
 
     from circuitflow.flows.settings import quiet_flows
 
-    with prefect_test_harness(), quiet_flows():
+    # Its server took 58 s to boot on the shared 2-core machine at load 5 (30 s by default).
+    with prefect_test_harness(server_startup_timeout=120), quiet_flows():
         yield PREFECT_API_URL.value()
 
 

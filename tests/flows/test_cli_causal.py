@@ -92,7 +92,7 @@ def test_steer_a_recorded_run(invoke):
         (["--set", "1:3=0"], 2, "is not LAYER:POS:FEATURE=VALUE"),
         (["--set", "1:3:4=big"], 2, "is not a number"),
         (["--set", "1:3:4=inf"], 2, "must be finite"),
-        (["--set", "1:-2+:4=0"], 2, "is not LAYER:POS:FEATURE=VALUE"),
+        (["--set", "1:-2+:4=0"], 2, "POS+ needs a position >= 0"),
         (["--set", "9:1:4=0"], 1, "layer 9 is outside"),
         (["--set", "1:1:99999=0"], 1, "feature 99999 is outside"),
         (["--set", "1:40:4=0"], 1, "position 40 is outside"),
