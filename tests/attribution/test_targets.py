@@ -8,7 +8,7 @@ from circuit_tracer.attribution.targets import CustomTarget
 from circuitflow.attribution import TargetError, attribute, intervene, node_influence, prune
 from circuitflow.attribution.target_specs import direction, logit_diff
 from circuitflow.training.world import SEED_PROMPT
-from tests.attribution.reference import prune_graph, reference_attribute, reference_model
+from tests.attribution.reference import assert_same_graph, reference_attribute, reference_model
 
 AUSTIN_DALLAS = "logit(Austin)-logit(Dallas)"
 
@@ -40,15 +40,8 @@ def test_custom_targets_match_circuit_tracer(builtin, kind):
     )
     assert ours.logit_tokens == [t.token_str for t in ref.logit_targets]
     d_vocab = rm.cfg.d_vocab  # directions carry virtual ids after the vocabulary, as there
-    assert ours.logit_token_ids.tolist() == [t.vocab_idx for t in ref.logit_targets]
     assert ours.logit_token_ids.tolist() == [d_vocab, d_vocab + 1]
-    torch.testing.assert_close(ours.logit_probabilities, ref.logit_probabilities.float())
-    ref_A = ref.adjacency_matrix
-    assert ours.adjacency.shape == ref_A.shape
-    assert (ours.adjacency - ref_A).abs().max() <= 1e-4 * ref_A.abs().max()
-    mine, theirs = prune(ours), prune_graph(ref)
-    assert torch.equal(mine.node_mask, theirs.node_mask)
-    assert torch.equal(mine.edge_mask, theirs.edge_mask)
+    assert_same_graph(ours, ref)
 
 
 def test_logit_difference_graph_explains_austin_rather_than_dallas(builtin):

@@ -3,27 +3,12 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from circuitflow.attribution import ReplacementModel, intervene, load_model, load_transcoders
-from circuitflow.flows.cli import main
 from circuitflow.flows.steer import parse_setting
 from circuitflow.store import Store
 
 PROMPT = "w5 w3 w8 w1 w2"
-
-
-@pytest.fixture
-def invoke(prefect_api, toy_model_dir, tmp_path):
-    runner = CliRunner()
-    store = str(tmp_path / "store")
-
-    def run(*args, model=True):
-        extra = ["--model", str(toy_model_dir)] if model else []
-        return runner.invoke(main, [*args, *extra, "--store", store], catch_exceptions=False)
-
-    run.store = store
-    return run
 
 
 def test_validate_stores_the_curve_once_and_reports_the_catalog(invoke):

@@ -12,19 +12,6 @@ from circuitflow.flows.cli import main
 from circuitflow.store import Store
 
 
-@pytest.fixture
-def invoke(prefect_api, toy_model_dir, tmp_path):
-    runner = CliRunner()
-    store = str(tmp_path / "store")
-
-    def run(*args, model=True):
-        extra = ["--model", str(toy_model_dir)] if model else []
-        return runner.invoke(main, [*args, *extra, "--store", store], catch_exceptions=False)
-
-    run.store = store
-    return run
-
-
 def test_attribute_json_equals_the_catalog(invoke):
     result = invoke("attribute", "w5 w3 w8 w1", "--json")
     assert result.exit_code == 0, result.output
