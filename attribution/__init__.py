@@ -22,82 +22,85 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     neuronpedia.py  the pruned graph as Neuronpedia-format JSON
     toy.py          small random models and transcoders for tests and benchmarks
 
-Importing this package does not import TransformerLens (seconds); loading a model does.
+Names are imported on first use (`circuitflow.attribution.attribute` loads torch then), so
+importing one light module such as `params` costs nothing else. Importing this package never
+imports TransformerLens (seconds); loading a model does.
 """
 
-from circuitflow.attribution.attribute import attribute, choose_targets, tokenize
-from circuitflow.attribution.graph import AttributionGraph, Node, assemble
-from circuitflow.attribution.influence import node_influence
-from circuitflow.attribution.intervene import (
-    Generation,
-    Intervener,
-    InterventionError,
-    InterventionResult,
-    generate,
-    intervene,
-)
-from circuitflow.attribution.models import ModelLoadError, load_model, save_model
-from circuitflow.attribution.params import ParamError, RunParams
-from circuitflow.attribution.precompute import Precompute, precompute
-from circuitflow.attribution.prune import (
-    PruneDetails,
-    PruneResult,
-    ThresholdError,
-    prune,
-    prune_with_details,
-)
-from circuitflow.attribution.replacement import ModelMismatchError, ReplacementModel
-from circuitflow.attribution.rows import BudgetError, Rows, compute_rows
-from circuitflow.attribution.scores import graph_scores
-from circuitflow.attribution.target_specs import direction, logit_diff
-from circuitflow.attribution.targets import TargetError, Targets
-from circuitflow.attribution.tokens import PromptError
-from circuitflow.attribution.transcoders import (
-    Activation,
-    TranscoderError,
-    Transcoders,
-    load_transcoders,
-)
+import importlib
+import sys
+import types
+from typing import Any
 
-__all__ = [
-    "Activation",
-    "AttributionGraph",
-    "BudgetError",
-    "ModelLoadError",
-    "ModelMismatchError",
-    "Node",
-    "ParamError",
-    "Precompute",
-    "PromptError",
-    "PruneDetails",
-    "PruneResult",
-    "ReplacementModel",
-    "Rows",
-    "RunParams",
-    "TargetError",
-    "Targets",
-    "Generation",
-    "InterventionError",
-    "InterventionResult",
-    "Intervener",
-    "ThresholdError",
-    "TranscoderError",
-    "Transcoders",
-    "assemble",
-    "attribute",
-    "choose_targets",
-    "compute_rows",
-    "direction",
-    "generate",
-    "graph_scores",
-    "intervene",
-    "load_model",
-    "load_transcoders",
-    "logit_diff",
-    "node_influence",
-    "precompute",
-    "prune",
-    "prune_with_details",
-    "save_model",
-    "tokenize",
-]
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "Activation": "transcoders",
+    "assemble": "graph",
+    "attribute": "attribute",
+    "AttributionGraph": "graph",
+    "BudgetError": "rows",
+    "choose_targets": "attribute",
+    "compute_rows": "rows",
+    "direction": "target_specs",
+    "generate": "intervene",
+    "Generation": "intervene",
+    "graph_scores": "scores",
+    "intervene": "intervene",
+    "Intervener": "intervene",
+    "InterventionError": "intervene",
+    "InterventionResult": "intervene",
+    "load_model": "models",
+    "load_transcoders": "transcoders",
+    "logit_diff": "target_specs",
+    "ModelLoadError": "models",
+    "ModelMismatchError": "replacement",
+    "Node": "graph",
+    "node_influence": "influence",
+    "ParamError": "params",
+    "Precompute": "precompute",
+    "precompute": "precompute",
+    "PromptError": "tokens",
+    "prune": "prune",
+    "prune_with_details": "prune",
+    "PruneDetails": "prune",
+    "PruneResult": "prune",
+    "ReplacementModel": "replacement",
+    "Rows": "rows",
+    "RunParams": "params",
+    "save_model": "models",
+    "TargetError": "targets",
+    "Targets": "targets",
+    "ThresholdError": "prune",
+    "tokenize": "attribute",
+    "TranscoderError": "transcoders",
+    "Transcoders": "transcoders",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+class _Package(types.ModuleType):
+    """This package, minus one import-system habit: importing submodule `prune` binds the name
+    `prune` here to the module, which would shadow the function `prune` exported above (the same
+    holds for `attribute`, `precompute` and `intervene`). The function wins, as it did when this
+    package imported everything eagerly; the modules stay in sys.modules for `from ... import`."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -172,7 +172,7 @@ def assemble(
         n_sel + n_other + (rows.row_nodes - n_active - n_other),
         rank[rows.row_nodes.clamp(max=n_active - 1)] if n_active else rows.row_nodes,
     )
-    adjacency[target_index, : n_sel + n_other] = rows.matrix[:, columns]
+    adjacency[target_index, : n_sel + n_other] = rows.matrix[:, columns].float()
     return AttributionGraph(
         tokens=pre.tokens,
         active_features=pre.active_features,

@@ -86,6 +86,7 @@ class Intervener:
         self.tokens = tokenize(model, prompt)
         self.constrained = _check_layers(constrained_layers, model.n_layers)
         self.frozen = self._clean_run(freeze_attention or self.constrained is not None)
+        self._clean_activations: dict[int, torch.Tensor] = {}  # layer -> (n_pos, F), lazily
 
     @property
     def n_pos(self) -> int:
@@ -111,6 +112,13 @@ class Intervener:
             with hf.hooks(fwd_hooks=[(n, keep) for n in names]):
                 hf(self.tokens[None].to(self.model.device))
         return cache
+
+    def _clean_features(self, layer: int, input_hook: str) -> torch.Tensor:
+        """The clean run's feature activations at `layer` (constrained runs measure from them)."""
+        if layer not in self._clean_activations:
+            clean_input = self.frozen[input_hook][0]
+            self._clean_activations[layer] = self.model.transcoders.encode(layer, clean_input)
+        return self._clean_activations[layer]
 
     @torch.no_grad()
     def run(
@@ -139,7 +147,7 @@ class Intervener:
                 current = tc.encode(layer, x)  # (n_pos, F)
             if settings:
                 # Constrained: changes are measured from the clean run, nothing propagates.
-                base = current if constrained is None else tc.encode(layer, frozen[hook.name][0])
+                base = current if constrained is None else self._clean_features(layer, hook.name)
                 where = torch.tensor([[layer, p, f] for p, f in settings], dtype=torch.long)
                 wanted = torch.tensor(list(settings.values()), device=x.device, dtype=tc.dtype)
                 pos, feat = where[:, 1].to(x.device), where[:, 2].to(x.device)

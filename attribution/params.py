@@ -11,6 +11,7 @@ Each field carries its help text and its check in `dataclasses.field(metadata=..
     check:    a function value -> error text or None
     flag:     the command-line option, when not --field-name (e.g. --target for `targets`)
     aliases:  more option names that mean the same (circuit-tracer's spellings)
+    choices:  the values a text setting takes
     more:     further options that add items to a list setting (`ListFlag`: --logit-diff A B)
     column:   value -> what the catalog's `runs` table shows (when not the value itself)
 """
@@ -63,6 +64,19 @@ def optional_positive_int(value: Any) -> str | None:
     return None if value is None else positive_int(value)
 
 
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+EDGE_PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def edge_precision(value: Any) -> str | None:
+    if value not in EDGE_PRECISIONS:
+        return f"must be one of {', '.join(EDGE_PRECISIONS)}, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class ListFlag:
     """A further command-line option of a list setting: each use adds one item.
@@ -84,6 +98,7 @@ def param(
     *,
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
+    choices: tuple[str, ...] | None = None,
     more: tuple[ListFlag, ...] = (),
     column: Callable[[Any], Any] | None = None,
 ) -> Any:
@@ -93,6 +108,7 @@ def param(
         "check": check,
         "flag": flag,
         "aliases": aliases,
+        "choices": choices,
         "more": more,
         "column": column,
     }
@@ -149,6 +165,19 @@ class RunParams:
     )
     update_interval: int = param(
         4, "Backward passes between re-rankings of features for the budget.", positive_int
+    )
+    edge_precision: str = param(
+        "float32",
+        "Precision the edge matrix is stored in: bfloat16 or float16 halve it; influence and "
+        "pruning then read the rounded weights (what that changes: benchmarks/RESULTS.md).",
+        edge_precision,
+        choices=EDGE_PRECISIONS,
+    )
+    validate: bool = param(
+        False,
+        "Also check the graph causally and store the checks: ablate its top-k features and "
+        "random ones (table `interventions`).",
+        boolean,
     )
 
     def __post_init__(self) -> None:

@@ -54,12 +54,10 @@ def main() -> None:
 
 
 def open_store(url: str | None) -> Store:
-    """The store at `url` (with the pipeline's tables registered), or a one-line error."""
-    from circuitflow.store import default_root
-    from circuitflow.tasks import open_store as open_pipeline_store
-
+    """The store at `url`, or a one-line error. Its tables are those its writers recorded, so
+    these commands import neither torch nor the pipeline."""
     try:
-        store = open_pipeline_store(default_root(url))
+        store = Store(url)
         found = store.fs.exists(store.root)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot open store {url or ''}: {exc}") from None
@@ -69,6 +67,14 @@ def open_store(url: str | None) -> Store:
             "or $CIRCUITFLOW_STORE)"
         )
     return store
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '500MB', '50GB', '2TB', '1024' (powers of 1024, as `store du` prints)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size like 500MB or 50GB")
+    return int(float(match[1]) * 1024 ** "_KMGT".index(match[2].upper() or "_"))
 
 
 def parse_duration(text: str) -> float:
@@ -191,11 +197,28 @@ def verify_cmd(quarantine: bool, store_url: str | None) -> None:
     show_default=True,
     help="Grace period: spare anything younger (runs in progress).",
 )
+@click.option(
+    "--max-size",
+    default=None,
+    metavar="SIZE",
+    help="Also evict recomputable objects (edge matrices first, least recently used first) "
+    "until the store fits, e.g. 50GB. The catalog and pruned graphs stay; an evicted stage "
+    "recomputes when a run needs it.",
+)
 @store_option
-def gc_cmd(apply: bool, older_than: str, store_url: str | None) -> None:
-    """Remove objects no run references, unfinished writes and quarantined objects."""
+def gc_cmd(apply: bool, older_than: str, max_size: str | None, store_url: str | None) -> None:
+    """Remove objects no run references, unfinished writes and quarantined objects.
+
+    \b
+    Example:
+      circuitflow store gc --older-than 7d --apply
+      circuitflow store gc --max-size 50GB --apply
+    """
     store = open_store(store_url)
-    report = maintenance.gc(store, apply=apply, older_than=parse_duration(older_than))
+    limit = parse_size(max_size) if max_size else None
+    report = maintenance.gc(
+        store, apply=apply, older_than=parse_duration(older_than), max_size=limit
+    )
     for item in report.items:
         console.print(f"{item.kind:10} {human_bytes(item.bytes):>10}  {item.path}  ({item.reason})")
     verb = "removed" if apply else "would remove"
@@ -205,18 +228,17 @@ def gc_cmd(apply: bool, older_than: str, store_url: str | None) -> None:
 
 
 @store_cmd.command("compact")
-@click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
 @store_option
-def compact_cmd(tables: tuple[str, ...], store_url: str | None) -> None:
-    """Merge many small catalog Parquet files into few."""
+def compact_cmd(store_url: str | None) -> None:
+    """Merge small catalog batches into few (fewer files for every query to open)."""
     store = open_store(store_url)
     try:
-        done = maintenance.compact(store, tables or None)
+        done = maintenance.compact(store)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     for c in done:
-        console.print(f"{c.table} shard {c.shard}: {c.files_in} files, {c.rows} rows -> {c.output}")
-    console.print(f"compacted {sum(c.files_in for c in done)} files into {len(done)}")
+        console.print(f"{c.batches_in} batches, {c.runs} runs, {c.rows} rows -> {c.output}")
+    console.print(f"compacted {sum(c.batches_in for c in done)} batches into {len(done)}")
 
 
 for _command in [*COMMANDS, *CAUSAL_COMMANDS]:

@@ -31,8 +31,9 @@ def validate(run_ids: tuple[str, ...], store_url: str | None, as_json: bool) -> 
     """Check recorded runs causally, and store the checks (table `interventions`).
 
     Zero-ablates each run's top-k kept features (k = 1, 2, 4, ..., all) and as many random
-    active features in several draws, and records how the answer moved. Cached like any stage:
-    validating again costs nothing.
+    active features in several draws, and records how the answer moved. The validated run is
+    the run with its setting `validate` on: a new run id (as `attribute --validate` gives),
+    computing only the checks. Validating again costs nothing.
 
     \b
     Example:
@@ -52,8 +53,9 @@ def validate(run_ids: tuple[str, ...], store_url: str | None, as_json: bool) -> 
     except UnknownRunError as error:
         raise click.UsageError(str(error)) from None
     reports = [
-        validation_report(root, o) if o.status == "ok" else {"run_id": o.run_id, "error": o.error}
-        for o in outcomes
+        (validation_report(root, o) if o.status == "ok" else {"run_id": o.run_id, "error": o.error})
+        | {"validated": old}
+        for old, o in zip(run_ids, outcomes, strict=True)
     ]
     if as_json:
         click.echo(json.dumps(reports, indent=2))
@@ -70,8 +72,8 @@ def print_validation(report: dict) -> None:
         return
     computed = [s["stage"] for s in report["stages"] if s["status"] == "computed"]
     console.print(
-        f"[bold]{report['prompt']}[/bold]  (run {report['run_id']}; computed: "
-        f"{', '.join(computed) or 'nothing, all stored'})",
+        f"[bold]{report['prompt']}[/bold]  (run {report['validated']} -> validated run "
+        f"{report['run_id']}; computed: {', '.join(computed) or 'nothing, all stored'})",
         highlight=False,
     )
     table = Table(

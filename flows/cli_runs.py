@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from circuitflow.flows.cli_server import server
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
@@ -27,6 +28,27 @@ def positive(ctx, param, value):
     if value is not None and value < 1:
         raise click.BadParameter(f"must be a positive integer, got {value}")
     return value
+
+
+def check_sweep_file(file: str, params, transcoders: str | None):
+    """(runs, model named by the file) of a sweep file, or a usage error naming what is wrong
+    in it, before anything starts."""
+    from circuitflow.flows.sweep_files import SweepFileError, expand
+
+    try:
+        return expand(file, params, transcoders)
+    except SweepFileError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def preload(setup, items: list, model: str | None) -> None:
+    """Load the sweep's models in a background thread (the first stage needing one waits)."""
+    import threading
+
+    from circuitflow.tasks.runtime import Setup, loaded
+
+    setups = {Setup.resolve(model, i.transcoders, setup.store) for i in items}
+    threading.Thread(target=lambda: [loaded(s) for s in setups], daemon=True).start()
 
 
 def resolve_setup(model, transcoders, store_url):
@@ -153,21 +175,14 @@ def print_report(report: dict) -> None:
     default=2,
     show_default=True,
     callback=positive,
-    help="Local Dask worker processes.",
+    help="Worker processes: 1 runs in this process, more start a local Dask cluster.",
 )
 @click.option(
     "--dask-address", default=None, metavar="ADDR", help="Use an existing Dask cluster instead."
 )
-@click.option(
-    "--validate",
-    is_flag=True,
-    help="Also check every run causally (ablation curves, table `interventions`).",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of every run as JSON.")
-def sweep(
-    file: str, workers: int, dask_address: str | None, validate: bool, as_json: bool, **kwargs
-) -> None:
-    """Attribute every prompt of FILE with every combination of its grid, on Dask.
+def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kwargs) -> None:
+    """Attribute every prompt of FILE with every combination of its grid.
 
     FILE is a text file (one prompt a line), JSONL or CSV with a `prompt` column, or a sweep
     YAML (see configs/sweeps/). Interrupted, the same command resumes: stored stages are not
@@ -178,28 +193,35 @@ def sweep(
       circuitflow sweep configs/sweeps/capitals.yaml --workers 2
     """
     configure(kwargs["verbose"])
-    from circuitflow.flows.settings import quiet_flows
+    from circuitflow.flows.settings import quiet_flows, start_server_early
+
+    server_up = start_server_early()
     from circuitflow.flows.sweep import dask_runner
     from circuitflow.flows.sweep import sweep as sweep_flow
-    from circuitflow.flows.sweep_files import SweepFileError
 
-    params = params_from(kwargs).to_dict()
+    params = params_from(kwargs)
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
-    runner = dask_runner(workers, dask_address)
-    try:
-        with quiet_flows():
-            outcomes = sweep_flow.with_options(task_runner=runner)(
-                file=str(Path(file).resolve()),
-                model=kwargs["model"] and setup.model,
-                transcoders=kwargs["transcoders"],
-                store=setup.store,
-                params=params,
-                show_progress=not as_json,
-                workers=workers,
-                validate=validate,
-            )
-    except SweepFileError as error:
-        raise click.UsageError(str(error)) from None
+    items, file_model = check_sweep_file(file, params, kwargs["transcoders"])
+    in_process = workers == 1 and not dask_address
+    if in_process:  # load the model while the Prefect server starts
+        preload(setup, items, kwargs["model"] and setup.model or file_model)
+    flow = (
+        sweep_flow
+        if in_process
+        else sweep_flow.with_options(task_runner=dask_runner(workers, dask_address))
+    )
+    server_up()
+    with quiet_flows():
+        outcomes = flow(
+            file=str(Path(file).resolve()),
+            model=kwargs["model"] and setup.model,
+            transcoders=kwargs["transcoders"],
+            store=setup.store,
+            params=params.to_dict(),
+            show_progress=not as_json,
+            workers=workers,
+            in_process=in_process,
+        )
     if as_json:
         click.echo(json.dumps(outcomes, indent=2))
         return
@@ -336,8 +358,9 @@ def schedule(
     from circuitflow.flows.sweep import dask_runner
     from circuitflow.flows.sweep import sweep as sweep_flow
 
-    params = params_from(kwargs).to_dict()
+    params = params_from(kwargs)
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    check_sweep_file(file, params, kwargs["transcoders"])
     name = name or f"sweep-{Path(file).stem}"
     try:
         Cron(cron)
@@ -346,7 +369,13 @@ def schedule(
     console.print(
         f"serving deployment 'sweep/{name}' on cron {cron!r}; Ctrl-C to stop", highlight=False
     )
-    sweep_flow.with_options(task_runner=dask_runner(workers, dask_address)).serve(
+    in_process = workers == 1 and not dask_address
+    flow = (
+        sweep_flow
+        if in_process
+        else sweep_flow.with_options(task_runner=dask_runner(workers, dask_address))
+    )
+    flow.serve(
         name=name,
         cron=cron,
         parameters={
@@ -354,15 +383,16 @@ def schedule(
             "model": kwargs["model"] and setup.model,
             "transcoders": kwargs["transcoders"],
             "store": setup.store,
-            "params": params,
+            "params": params.to_dict(),
             "show_progress": False,
             "workers": workers,
+            "in_process": in_process,
         },
         print_starting_message=False,
     )
 
 
-COMMANDS = [attribute, sweep, reprune, export, schedule]
+COMMANDS = [attribute, sweep, reprune, export, schedule, server]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

@@ -25,9 +25,13 @@ STORE_HELP = (
 def _option(field: dataclasses.Field) -> Callable:
     meta = field.metadata
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
+    if isinstance(field.default, bool):  # a switch: --validate
+        return click.option(flag, *meta["aliases"], field.name, is_flag=True, help=meta["help"])
     multiple = isinstance(field.default, tuple)
-    if multiple:
-        kind: Any = str
+    if meta["choices"]:
+        kind: Any = click.Choice(meta["choices"])
+    elif multiple:
+        kind = str
     elif field.default is None or isinstance(field.default, int):
         kind = int
     else:

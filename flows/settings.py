@@ -1,42 +1,56 @@
-"""Prefect, configured for a quiet and fast local tool.
+"""Prefect, configured for a quiet and fast local tool that respects the user's Prefect setup.
 
-Prefect always talks to an API; with none configured it starts a temporary local server. We give
-it a project-local home (`.circuitflow/prefect` beside the default store), no telemetry, logs at
-warning level unless asked, and no flow heartbeat (a 1 s join at the end of every flow run).
-`configure()` must run before Prefect is imported; `quiet_flows()` wraps each flow call.
+Every run is a Prefect flow run, so every run command needs a Prefect API. In order:
+
+1. the user's own: `PREFECT_API_URL` in the environment, in the active profile
+   (`prefect config set PREFECT_API_URL=...`, a Prefect Cloud login) or in ./prefect.toml;
+2. a server started with `circuitflow server start`, if it is up (it records its address in
+   `~/.cache/circuitflow/server.json`): nothing to start, so a cached threshold change costs
+   about the imports alone;
+3. otherwise Prefect's temporary server, started in a background thread while the command
+   imports PyTorch, and stopped when the command ends. It costs seconds (measured in
+   benchmarks/RESULTS.md) and keeps its database in ./.circuitflow/prefect.db; only this
+   database is project-local, the user's Prefect home and profiles are left alone.
+
+Besides: no telemetry, logs at warning level unless asked, no flow heartbeat (a 1 s join at the
+end of every flow run) and passive OpenMP waiting. `configure()` must run before Prefect and
+torch are imported; `quiet_flows()` wraps each flow call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from circuitflow.store.keys import default_cache_dir
+
+SERVER_FILE = "server.json"
+DATABASE = Path(".circuitflow", "prefect.db")
 
 
 def configure(verbose: bool = False) -> None:
     """Set Prefect's environment, keeping whatever the user set explicitly."""
     defaults = {
-        "PREFECT_HOME": str(Path(".circuitflow", "prefect").resolve()),
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
         "TQDM_DISABLE": "1",
         "DASK_LOGGING__DISTRIBUTED": "error",  # Dask's cluster start/stop chatter
         # Idle OpenMP threads spinning made 2 threads 5-10x slower on a shared 2-core machine;
         # this must be set before torch is first imported.
         "OMP_WAIT_POLICY": "PASSIVE",
         "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
-        # The temporary server is a subprocess: its spurious "Error flushing events" tracebacks
-        # while it stops reach the terminal unless its own log level says otherwise.
-        "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
-        # Its 20 s default to boot was too short on a busy 2-core machine (measured: failures).
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        # Only read by a server this process starts (the temporary one).
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{DATABASE.resolve()}",
+        # Prefect's 20 s is too short for a first start (database creation) on a busy machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
     # Failed runs are reported by the commands themselves, without Prefect's tracebacks; these
     # variables reach Dask worker processes too.
@@ -44,13 +58,51 @@ def configure(verbose: bool = False) -> None:
         defaults[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "CRITICAL"
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
-    # Prefect does not create its home; without it the temporary server never starts.
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    DATABASE.parent.mkdir(parents=True, exist_ok=True)
+    if not user_api_url() and (running := running_server()):
+        os.environ["PREFECT_API_URL"] = running
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
-        os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
         for logger in ("FLOW_RUNS", "TASK_RUNS"):
             os.environ[f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL"] = "INFO"
+
+
+def user_api_url() -> str | None:
+    """The Prefect API the user configured (environment, active profile, ./prefect.toml)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text())
+        active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+        if url := profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"):
+            return str(url)
+    except (OSError, tomllib.TOMLDecodeError):
+        pass
+    try:
+        local = tomllib.loads(Path("prefect.toml").read_text())
+        return local.get("api", {}).get("url")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+
+
+def server_file() -> Path:
+    return default_cache_dir() / SERVER_FILE
+
+
+def running_server() -> str | None:
+    """The API URL of a `circuitflow server start` server that answers, else None."""
+    try:
+        url = json.loads(server_file().read_text())["api_url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    import httpx
+
+    try:
+        healthy = httpx.get(f"{url}/health", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        healthy = False
+    return url if healthy else None
 
 
 def start_server_early() -> Callable[[], None]:
@@ -58,7 +110,8 @@ def start_server_early() -> Callable[[], None]:
 
     It takes seconds to boot, and so does importing PyTorch and TransformerLens: doing both at
     once saves the shorter of the two. Returns a function that waits until it is up; call it
-    before the first flow runs. With PREFECT_API_URL set, nothing starts.
+    before the first flow runs. With an API configured (or a circuitflow server running),
+    nothing starts.
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -66,17 +119,33 @@ def start_server_early() -> Callable[[], None]:
         return lambda: None
     from prefect.server.api.server import SubprocessASGIServer
 
-    thread = threading.Thread(target=SubprocessASGIServer().start, daemon=True)
+    server = SubprocessASGIServer()
+    _started.append(server)
+    thread = threading.Thread(target=server.start, daemon=True)
     thread.start()
     return thread.join
 
 
+_started: list = []  # temporary servers this process started (and so stops)
+
+
 @contextlib.contextmanager
 def quiet_flows() -> Iterator[None]:
-    """No heartbeat thread, and no tracebacks from the temporary server's shutdown."""
+    """No heartbeat thread, no tracebacks from the temporary server's shutdown, and the
+    temporary server stopped at the end (not left to an exit handler that a hung thread can
+    keep from running)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     # The temporary server logs spurious "Error flushing events" tracebacks while it stops.
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+    try:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+    finally:
+        stop_temporary_server()
+
+
+def stop_temporary_server() -> None:
+    """Stop the temporary server `start_server_early` started, if any."""
+    while _started:
+        _started.pop().stop()

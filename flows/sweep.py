@@ -1,15 +1,27 @@
-"""The `sweep` flow: many prompts x a grid of settings, on a Dask task runner.
+"""The `sweep` flow: many prompts x a grid of settings, in this process or on Dask.
 
-Runs go to Dask a few at a time, as `attribute-runs` tasks; workers are separate processes,
-each with its own copy of the model, loaded once. Inside a run every stage is looked up in the
-store first, so a sweep that was interrupted resumes where it stopped, recomputing nothing
-stored. A failing prompt is recorded in `runs` with its error; the others go on.
+Runs are grouped into batches, each one `attribute-runs` task that runs its runs' stages
+inline and records them in the catalog as one batch (see `tasks.execute`):
+
+- one worker: the batches run one after another in this process, which loads the model once;
+  there is no cluster to start;
+- several workers (or `--dask-address`): the batches go to a Dask task runner; each worker is a
+  separate process with its own copy of the model (HookedTransformer is not thread-safe).
+
+A prompt's runs (every combination of the grid) share a batch and run back to back, so its
+expensive stages (precompute, rows) are computed once and found stored by the rest; and two
+workers never compute one key at once (`ObjectStore.computing`). Inside a run every stage is
+looked up in the store first, so a sweep that was interrupted resumes where it stopped,
+recomputing nothing stored. A failing prompt is recorded in `runs` with its error; the others
+go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+from collections.abc import Iterator
 
 from prefect import flow
 from prefect.futures import as_completed
@@ -18,8 +30,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from circuitflow.attribution import RunParams
 from circuitflow.flows.sweep_files import expand
-from circuitflow.tasks import RunOutcome, Setup
+from circuitflow.tasks import RunOutcome, RunRequest, Setup
 from circuitflow.tasks.execute import attribute_runs_task
+
+Run = tuple[Setup, RunRequest]
 
 
 def dask_runner(workers: int = 2, address: str | None = None):
@@ -48,30 +62,25 @@ def sweep(
     params: dict | None = None,
     show_progress: bool = True,
     workers: int = 2,
-    validate: bool = False,
+    in_process: bool = False,
 ) -> list[dict]:
-    """Run every prompt of `file` with every combination of its grid (see `sweep_files`);
-    with `validate`, each run's causal checks too (`VALIDATE_PIPELINE`).
+    """Run every prompt of `file` with every combination of its grid (see `sweep_files`).
 
     `params` is a RunParams as a dict (Prefect records flow parameters: they stay JSON-like).
+    `in_process` runs the batches here, one after another, instead of on the task runner.
     """
     items, file_model = expand(file, RunParams.from_dict(params or {}), transcoders)
     setups = {
         tc: Setup.resolve(model or file_model, tc, store) for tc in {i.transcoders for i in items}
     }
     runs = [(setups[i.transcoders], i.request) for i in items]
-    size = batch_size(len(runs), workers)
-    futures = [
-        attribute_runs_task.submit(runs[start : start + size], validate)
-        for start in range(0, len(runs), size)
-    ]
+    batches = list(batches_of(runs, batch_size(len(runs), workers, in_process)))
 
     outcomes: list[RunOutcome] = []
     start = time.perf_counter()
     with _progress(show_progress) as progress:
         bar = progress.add_task("runs", total=len(runs), cached=0, computed=0, failed=0, rate=0.0)
-        for future in as_completed(futures):
-            done = future.result()
+        for done in _results(batches, in_process):
             outcomes.extend(done)
             failed = sum(o.status == "failed" for o in outcomes)
             cached = sum(o.cached for o in outcomes)
@@ -91,10 +100,38 @@ def sweep(
     ]
 
 
-def batch_size(n_runs: int, workers: int) -> int:
-    """Runs per task: enough to spread the fixed cost of a task run, small enough that every
-    worker gets several tasks (so they finish together) and progress moves often."""
-    return max(1, min(8, n_runs // (4 * max(workers, 1))))
+def _results(batches: list[list[Run]], in_process: bool) -> Iterator[list[RunOutcome]]:
+    """Each batch's outcomes as it finishes."""
+    if in_process:
+        for batch in batches:
+            yield attribute_runs_task(batch)
+        return
+    futures = [attribute_runs_task.submit(batch) for batch in batches]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+def batch_size(n_runs: int, workers: int, in_process: bool) -> int:
+    """Runs per task. In this process: enough to make a catalog batch worth writing, few enough
+    that progress moves. On workers: also small enough that every worker gets several tasks
+    (so they finish together)."""
+    if in_process:
+        return 32
+    return max(1, min(16, n_runs // (4 * max(workers, 1))))
+
+
+def batches_of(runs: list[Run], size: int) -> Iterator[list[Run]]:
+    """Batches of about `size` runs in which all runs of one prompt (and setup) stay together."""
+    key = lambda run: (run[0].transcoders, run[1].prompt)  # noqa: E731
+    batch: list[Run] = []
+    for _, group in itertools.groupby(sorted(runs, key=key), key=key):
+        group = list(group)
+        if batch and len(batch) + len(group) > size:
+            yield batch
+            batch = []
+        batch.extend(group)
+    if batch:
+        yield batch
 
 
 def _progress(show: bool) -> Progress:

@@ -11,28 +11,19 @@ returns the metrics dict. Everything is seeded, so the same config gives the sam
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-# PyTorch's OpenMP threads spin while they wait for each other. On a CPU shared with other
-# jobs that made 2 threads 5-10x slower per training step than 1 (measured on the 2-core dev
-# machine: 2.3-5.5 s against 0.46-0.53 s with passive waiting). libgomp reads this once, when
-# torch is first imported, so it is set here, before that import.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from circuitflow.flows.settings import configure
+
+# Before torch and Prefect are imported: passive OpenMP waiting (busy-waiting threads made
+# training steps 5-10x slower on a shared 2-core machine) and Prefect's quiet defaults
+# (`configure` only fills in variables the user has not set).
+configure()
 
 import click  # noqa: E402
 import torch  # noqa: E402
-
-from circuitflow.flows.settings import configure  # noqa: E402
-
-# Prefect reads its settings when first imported: quiet, project-local defaults go first
-# (`configure` only fills in variables the user has not set).
-configure()
-# Prefect creates its home without parents; a fresh checkout has no .circuitflow/ yet.
-Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
-
 from prefect import flow  # noqa: E402
 
 from circuitflow.flows.settings import quiet_flows  # noqa: E402

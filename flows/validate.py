@@ -1,9 +1,10 @@
 """The `validate` flow: causal checks for recorded runs, stored like any stage.
 
-Each run is executed again with `VALIDATE_PIPELINE`: every stage of the attribution is found in
-the store, and only `validate` computes (once: validating again costs nothing). The run keeps
-its id; its `interventions` rows join its other catalog rows. `validation_report` reads them
-back as an ablation curve per run.
+Each run is attributed again with its switch `validate` on: every stage it shares with the
+recorded run is found in the store, and only `validate` computes (once: validating again costs
+nothing). Like a re-pruned run, the validated run is a new run (the switch is one of its
+settings, so its id differs) beside the old one, with its `interventions` rows.
+`validation_report` reads them back as an ablation curve per run.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from statistics import fmean
 
 from prefect import flow
 
+from circuitflow.flows.attribute import attribute_prompt
 from circuitflow.flows.reprune import stored_request
-from circuitflow.tasks import VALIDATE_PIPELINE, RunOutcome, execute_run, open_store
-from circuitflow.tasks.execute import as_task
+from circuitflow.tasks import RunOutcome, RunRequest, open_store
 from circuitflow.tasks.stages.validate import AUDIT_K
 
 
 @flow(name="validate")
 def validate_runs(run_ids: list[str], store: str) -> list[RunOutcome]:
-    """Validate each recorded run (UnknownRunError for one the catalog does not hold)."""
+    """Validate each recorded run (UnknownRunError for one the catalog does not hold);
+    returns the validated runs' outcomes."""
     requests = [stored_request(store, rid) for rid in run_ids]  # all known before any work
     return [
-        execute_run(setup, request, call=as_task, pipeline=VALIDATE_PIPELINE)
+        attribute_prompt(setup, RunRequest(request.prompt, request.params.replace(validate=True)))
         for setup, request in requests
     ]
 

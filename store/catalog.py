@@ -1,53 +1,65 @@
 """The catalog: per-run rows (runs, nodes, edges, ...) as Parquet files, for SQL across runs.
 
-Layout: ``<root>/tables/<table>/shard=<h>/<run_id>.parquet``, one file per run per table, where
-``<h>`` is the first hex digit of SHA-256(run_id). The shard is a hive partition that exists for
-maintenance, not for queries: it bounds how many files `compact` merges into one and how many
-compacted files a writer must consult, while every run's file still has exactly one place to go.
-Queries select runs with ``run_id`` filters, which DuckDB answers from Parquet statistics (compacted
-files are written sorted by run_id); the ``shard`` column is hidden from the SQL views.
-
 Tables. The store knows none: the code that fills the catalog registers each table's schema
-(`TableSchema`), and `Store(root, tables=...)` passes the registry on.
+(`TableSchema`), and `Store(root, tables=...)` passes the registry on. Every row carries the
+`run_id` of the run it describes. A writer records the schemas it registered in
+``tables/schemas.json``, so that a reader that registers nothing (`circuitflow query`, which
+imports neither torch nor the pipeline) still knows every table, empty ones included.
 
-Writing. A run's file is written under ``<root>/tmp`` and linked into place, so a reader sees all
-of it or nothing, and a second write for the same run and table fails unless ``replace=True``.
-`write_run` writes a run's tables in order, so the table that marks a run complete goes last.
+Batches. Rows are written in batches, one directory per batch holding one Parquet file per
+table and a `commit.json` that lists the batch's runs::
 
-Compaction (see `store.maintenance.compact`) merges a shard's files into ``compact-*.parquet``
-whose Parquet metadata lists the file names it absorbed (``circuitflow.sources``). Readers skip
-files listed there, so a compaction interrupted between publishing the merged file and deleting its
-sources shows each row once. Runs are immutable once compacted: writing them again is refused.
+    <root>/tables/batches/<batch id>/commit.json, runs.parquet, nodes.parquet, ...
+
+A sweep writes one batch per group of runs, not six files per run: a thousand runs make a few
+dozen files, which is what both the writer and DuckDB want. A batch is written under
+``<root>/tmp`` and published with one directory rename (on remote filesystems, `commit.json` is
+written last and is the commit): readers see a whole batch or nothing, and a killed writer
+leaves no partial rows.
+
+Exactly once. A run whose rows are marked *final* (a successful run) is recorded once: under
+the catalog's lock, a batch drops the runs some committed batch already holds as final. A run
+recorded non-final (a failed run) may be recorded again; its rows in the latest batch that holds
+it are the live ones, and older batches' rows for it are hidden from reads and queries
+(`CatalogState.stale`).
+
+Compaction (see `store.maintenance.compact`) merges small batches into one whose `commit.json`
+names the batches it absorbed (`sources`). Readers skip absorbed batches, so a compaction
+interrupted between publishing the merged batch and deleting its sources shows each row once.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from circuitflow.store.arrow import to_arrow_table
 from circuitflow.store.errors import CatalogError
-from circuitflow.store.fs import Location, new_tmp_name, publish_file, utc_now
+from circuitflow.store.fs import Location, new_tmp_name, utc_now, write_bytes_atomic
 from circuitflow.store.keys import check_name
+
+COMMIT = "commit.json"
+SCHEMAS = "schemas.json"
 
 
 @dataclass(frozen=True)
 class TableSchema:
     """One catalog table, as the code that fills it declares it.
 
-    schema:      the columns, `run_id` first (every file holds one run's rows)
+    schema:      the columns, `run_id` first
     allowed:     columns restricted to a few values (nulls allowed), e.g. {"kind": {...}}
     object_keys: a column naming stored objects that the table's runs use; `gc` keeps those
     """
@@ -55,6 +67,19 @@ class TableSchema:
     schema: pa.Schema
     allowed: Mapping[str, frozenset[str]] = field(default_factory=dict)
     object_keys: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+            "allowed": {column: sorted(values) for column, values in self.allowed.items()},
+            "object_keys": self.object_keys,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> TableSchema:
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(doc["schema"])))
+        allowed = {column: frozenset(values) for column, values in doc["allowed"].items()}
+        return cls(schema, allowed, doc.get("object_keys"))
 
 
 def table_schema(
@@ -70,44 +95,81 @@ def table_schema(
     return TableSchema(schema, dict(allowed or {}), object_keys)
 
 
-SOURCES_META = b"circuitflow.sources"
-COMPACT_PREFIX = "compact-"
-N_SHARDS = 16
+def new_batch_id() -> str:
+    """Sortable by creation time: commit order decides which of a run's batches is latest."""
+    return utc_now().strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def shard_of(run_id: str) -> str:
-    return hashlib.sha256(run_id.encode()).hexdigest()[: len(f"{N_SHARDS - 1:x}")]
+@dataclass(frozen=True)
+class Batch:
+    """A committed batch: its runs (run id -> final), its tables' row counts, what it absorbed."""
 
+    id: str
+    path: str
+    runs: dict[str, bool]
+    tables: dict[str, int]
+    sources: tuple[str, ...] = ()
 
-def read_sources(fs: Any, path: str) -> list[str]:
-    """The file names a compacted file absorbed (empty for a run's own file)."""
-    if not posixpath.basename(path).startswith(COMPACT_PREFIX):
-        return []
-    with fs.open(path, "rb") as f:
-        meta = pq.read_schema(f).metadata or {}
-    return list(json.loads(meta.get(SOURCES_META, b"[]")))
+    def file(self, table: str) -> str:
+        return posixpath.join(self.path, f"{table}.parquet")
 
 
 @dataclass
-class TableFiles:
-    """A consistent view of one table's files: what to read and what compaction superseded."""
+class CatalogState:
+    """The live batches at one moment, and where each run's live rows are."""
 
-    table: str
-    files: list[str] = field(default_factory=list)  # to read
-    superseded: list[str] = field(default_factory=list)  # present on disk, but already compacted
+    batches: list[Batch]  # live (not absorbed by a compaction), in commit order
+    absorbed: list[Batch]  # committed but absorbed: still on disk, never read
+    latest: dict[str, str]  # run id -> the batch holding its live rows
+    final: set[str]  # runs recorded as final
+
+    def files(self, table: str) -> list[str]:
+        return [b.file(table) for b in self.batches if table in b.tables]
+
+    def stale(self, table: str) -> dict[str, list[str]]:
+        """Files of `table` holding rows of runs recorded again later: file -> those run ids."""
+        hidden: dict[str, list[str]] = {}
+        for batch in self.batches:
+            if table in batch.tables:
+                runs = [r for r in batch.runs if self.latest[r] != batch.id]
+                if runs:
+                    hidden[batch.file(table)] = runs
+        return hidden
 
 
 class Catalog:
-    """Reads and writes the per-run catalog tables of one store.
+    """Reads and writes the batched catalog tables of one store (see the module docs).
 
-    The store knows no table of its own: whoever writes registers its tables (`tables`, name ->
-    TableSchema). Tables found on disk but not registered (written by another version, say) can
-    still be read and queried; writing needs a registered schema.
+    Tables on disk that nobody registered (written by another version, say) can still be read
+    and queried; writing needs a registered schema.
     """
 
     def __init__(self, location: Location, tables: Mapping[str, TableSchema] | None = None) -> None:
         self.location = location
-        self.tables: dict[str, TableSchema] = dict(tables or {})
+        self.registered: dict[str, TableSchema] = dict(tables or {})
+        self.tables: dict[str, TableSchema] = {**self._recorded_schemas(), **self.registered}
+        self._commits: dict[str, Batch] = {}  # batches are immutable: read each commit once
+
+    def _recorded_schemas(self) -> dict[str, TableSchema]:
+        try:
+            doc = json.loads(self.location.fs.cat_file(self.location.join("tables", SCHEMAS)))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {name: TableSchema.from_json(entry) for name, entry in doc.items()}
+
+    def _record_schemas(self) -> None:
+        """Add the registered schemas to tables/schemas.json (under the lock)."""
+        recorded = self._recorded_schemas()
+        docs = {name: spec.to_json() for name, spec in recorded.items()}
+        changed = {n: s.to_json() for n, s in self.registered.items() if s.to_json() != docs.get(n)}
+        if not changed:
+            return
+        data = json.dumps({**docs, **changed}, indent=1, sort_keys=True).encode()
+        write_bytes_atomic(self.location, self.location.join("tables", SCHEMAS), data)
+
+    @property
+    def batches_dir(self) -> str:
+        return self.location.join("tables", "batches")
 
     def spec(self, table: str) -> TableSchema:
         """The registered schema of `table`, or CatalogError naming the known tables."""
@@ -118,70 +180,50 @@ class Catalog:
             raise CatalogError(f"unknown table {table!r}; known tables: {known}") from None
 
     def table_names(self) -> list[str]:
-        """Registered tables, then tables present on disk that nobody registered."""
-        try:
-            entries = self.location.fs.ls(self.location.join("tables"), detail=True)
-        except FileNotFoundError:
-            entries = []
-        on_disk = sorted(
-            posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory"
-        )
-        return [*self.tables, *(t for t in on_disk if t not in self.tables)]
+        """Registered tables, then tables found in batches that nobody registered."""
+        found = {t for b in self.state().batches for t in b.tables}
+        return [*self.tables, *sorted(found - set(self.tables))]
 
-    def table_dir(self, table: str) -> str:
-        check_name("table", table)
-        return self.location.join("tables", table)
+    # -- the committed batches ----------------------------------------------------------------
 
-    def run_path(self, table: str, run_id: str) -> str:
-        check_name("run_id", run_id)
-        return posixpath.join(
-            self.table_dir(table), f"shard={shard_of(run_id)}", f"{run_id}.parquet"
-        )
-
-    # -- reading the file set ---------------------------------------------------------------
-
-    def shard_dirs(self, table: str) -> list[str]:
-        try:
-            entries = self.location.fs.ls(self.table_dir(table), detail=True)
-        except FileNotFoundError:
-            return []
-        return sorted(
-            e["name"].rstrip("/")
-            for e in entries
-            if e["type"] == "directory"
-            and posixpath.basename(e["name"].rstrip("/")).startswith("shard=")
-        )
-
-    def shard_listing(self, shard_dir: str) -> tuple[list[str], set[str]]:
-        """(every .parquet file in a shard, names superseded by the shard's compacted files)."""
+    def state(self) -> CatalogState:
         fs = self.location.fs
         try:
-            names = sorted(p for p in fs.ls(shard_dir, detail=False) if str(p).endswith(".parquet"))
+            listed = fs.ls(self.batches_dir, detail=False)
+            names = sorted(posixpath.basename(p.rstrip("/")) for p in listed)
         except FileNotFoundError:
-            return [], set()
-        superseded: set[str] = set()
-        for path in names:
-            superseded.update(read_sources(fs, path))
-        return names, superseded
+            names = []
+        committed = []
+        for name in names:
+            batch = self._commits.get(name) or self._read_commit(name)
+            if batch is not None:
+                self._commits[name] = batch
+                committed.append(batch)
+        absorbed_ids = {s for b in committed for s in b.sources}
+        live = [b for b in committed if b.id not in absorbed_ids]
+        latest: dict[str, str] = {}
+        final: set[str] = set()
+        for batch in live:  # commit order: later batches win
+            for run, is_final in batch.runs.items():
+                latest[run] = batch.id
+                if is_final:
+                    final.add(run)
+        absorbed = [b for b in committed if b.id in absorbed_ids]
+        return CatalogState(live, absorbed, latest, final)
 
-    def files(self, table: str) -> TableFiles:
-        out = TableFiles(table)
-        for shard_dir in self.shard_dirs(table):
-            names, superseded = self.shard_listing(shard_dir)
-            for path in names:
-                target = out.superseded if posixpath.basename(path) in superseded else out.files
-                target.append(path)
-        return out
+    def _read_commit(self, name: str) -> Batch | None:
+        path = posixpath.join(self.batches_dir, name)
+        try:
+            doc = json.loads(self.location.fs.cat_file(posixpath.join(path, COMMIT)))
+        except (FileNotFoundError, ValueError):
+            return None  # not committed (a remote write in progress), or damaged: not read
+        return Batch(name, path, doc["runs"], doc["tables"], tuple(doc.get("sources", ())))
 
-    def holds(self, table: str, run_id: str) -> bool:
-        """Whether `run_id` has written `table` (its own file, or one a compaction absorbed)."""
-        path = self.run_path(table, run_id)
-        if self.location.fs.exists(path):
-            return True
-        _, superseded = self.shard_listing(posixpath.dirname(path))
-        return posixpath.basename(path) in superseded
+    def recorded(self, run_id: str) -> bool:
+        """True when a committed batch holds final rows for `run_id`."""
+        return run_id in self.state().final
 
-    # -- writing ----------------------------------------------------------------------------
+    # -- writing ------------------------------------------------------------------------------
 
     def prepare(self, table: str, run_id: str, rows: Any) -> pa.Table:
         """Rows as a table of exactly the table's schema: missing columns null, types cast.
@@ -230,93 +272,114 @@ class Catalog:
                 )
         return out
 
-    def write(self, table: str, run_id: str, rows: Any, *, replace: bool = False) -> str:
-        """Write one run's rows of one table as one Parquet file, atomically; return its path."""
-        data = self.prepare(table, run_id, rows)
-        final = self.run_path(table, run_id)
+    def write_batch(
+        self, runs: Mapping[str, Mapping[str, Any]], *, final: Iterable[str] = ()
+    ) -> Batch | None:
+        """Record several runs at once: run id -> {table: rows}; `final` names the runs whose
+        rows are final (recorded once). Runs already recorded as final are left out; returns
+        the committed batch, or None when nothing was left to write."""
+        final = set(final)
+        prepared = {
+            run: {table: self.prepare(table, run, rows) for table, rows in tables.items()}
+            for run, tables in runs.items()
+        }  # every row is checked before anything is written
+        with self.lock():
+            self._record_schemas()
+            done = self.state().final
+            todo = {run: tables for run, tables in prepared.items() if run not in done}
+            if not todo:
+                return None
+            tables: dict[str, list[pa.Table]] = {}
+            for run_tables in todo.values():
+                for table, data in run_tables.items():
+                    tables.setdefault(table, []).append(data)
+            merged = {t: pa.concat_tables(parts) for t, parts in tables.items()}
+            return self.publish({run: run in final for run in todo}, merged)
+
+    def write_run(self, run_id: str, tables: Mapping[str, Any], *, final: bool = True) -> bool:
+        """Record one run's tables as one batch; False if it was already recorded as final."""
+        return self.write_batch({run_id: tables}, final=[run_id] if final else []) is not None
+
+    def write(self, table: str, run_id: str, rows: Any, *, final: bool = True) -> bool:
+        """Record one table's rows of one run (a batch of one)."""
+        return self.write_run(run_id, {table: rows}, final=final)
+
+    def publish(
+        self, runs: dict[str, bool], tables: Mapping[str, pa.Table], sources: Iterable[str] = ()
+    ) -> Batch:
+        """Commit prepared tables as one batch, as given (callers hold `lock()`: `write_batch`
+        and compaction decide what goes in)."""
+        batch_id = new_batch_id()
+        final_path = posixpath.join(self.batches_dir, batch_id)
+        commit = {
+            "batch": batch_id,
+            "created_at": utc_now().isoformat(),
+            "runs": runs,
+            "tables": {name: table.num_rows for name, table in tables.items()},
+            "sources": sorted(sources),
+        }
         loc = self.location
-        if not loc.local:
-            with self.lock(table, exclusive=False):
-                self._check_not_compacted(table, run_id, final)
-                if not replace and loc.fs.exists(final):
-                    raise CatalogError(self._exists_message(table, run_id))
-                with loc.fs.open(final, "wb") as f:
-                    pq.write_table(data, f, compression="zstd")
-            return final
-        tmp = loc.join("tmp", new_tmp_name(f"cat-{table}") + ".parquet")
-        os.makedirs(posixpath.dirname(tmp), exist_ok=True)
-        pq.write_table(data, tmp, compression="zstd")
-        with self.lock(table, exclusive=False):
+        if loc.local:
+            tmp = loc.join("tmp", new_tmp_name("batch"))
+            os.makedirs(tmp)
             try:
-                self._check_not_compacted(table, run_id, final)
-                publish_file(loc, tmp, final, exclusive=not replace)
-            except FileExistsError:
-                raise CatalogError(self._exists_message(table, run_id)) from None
+                for name, table in tables.items():
+                    path = posixpath.join(tmp, f"{name}.parquet")
+                    pq.write_table(table, path, compression="zstd")
+                with open(posixpath.join(tmp, COMMIT), "w") as f:
+                    json.dump(commit, f)
+                os.makedirs(self.batches_dir, exist_ok=True)
+                os.rename(tmp, final_path)
             finally:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-        return final
-
-    def _exists_message(self, table: str, run_id: str) -> str:
-        return (
-            f"run {run_id!r} already has rows in table {table!r}; each run writes a table once "
-            "(pass replace=True to overwrite them)"
-        )
-
-    def _check_not_compacted(self, table: str, run_id: str, final: str) -> None:
-        _, superseded = self.shard_listing(posixpath.dirname(final))
-        if posixpath.basename(final) in superseded:
-            raise CatalogError(
-                f"run {run_id!r} of table {table!r} was already compacted; "
-                "runs are immutable once compacted: write the results under a new run_id"
-            )
-
-    def write_run(self, run_id: str, tables: Mapping[str, Any], *, replace: bool = False) -> None:
-        """Write several tables of one run, in the mapping's order: put the table whose row
-        marks a run complete last, so that readers never see it before the others."""
-        for table, rows in tables.items():
-            self.write(table, run_id, rows, replace=replace)
+                shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            for name, table in tables.items():
+                with loc.fs.open(posixpath.join(final_path, f"{name}.parquet"), "wb") as f:
+                    pq.write_table(table, f, compression="zstd")
+            loc.fs.pipe_file(posixpath.join(final_path, COMMIT), json.dumps(commit).encode())
+        batch = Batch(batch_id, final_path, runs, commit["tables"], tuple(commit["sources"]))
+        self._commits[batch_id] = batch
+        return batch
 
     @contextlib.contextmanager
-    def lock(self, table: str, *, exclusive: bool) -> Iterator[None]:
-        """Writers share, compaction excludes. Local stores only (flock); elsewhere a no-op."""
+    def lock(self) -> Iterator[None]:
+        """One writer at a time commits (and compacts). Local stores only (flock); elsewhere a
+        no-op, so two remote writers may record a run twice (reads show the latest)."""
         if not self.location.local:
             yield
             return
-        directory = self.table_dir(table)
+        directory = self.location.join("tables")
         os.makedirs(directory, exist_ok=True)
         fd = os.open(os.path.join(directory, "_lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
-    # -- convenience reads (queries go through store.query) ---------------------------------
+    # -- reading ------------------------------------------------------------------------------
 
     def read(self, table: str, run_id: str | None = None) -> pa.Table:
-        """A table's rows (one run's, or all), read with pyarrow."""
-        schema = self.tables[table].schema if table in self.tables else None
-        files = self.files(table).files
+        """A table's live rows (one run's, or all), read with pyarrow."""
+        state = self.state()
         if run_id is not None:
-            shard = posixpath.dirname(self.run_path(table, run_id))
-            files = [
-                f
-                for f in files
-                if posixpath.dirname(f) == shard
-                and (f.endswith(f"/{run_id}.parquet") or "/" + COMPACT_PREFIX in f)
-            ]
-        if not files:
-            if schema is None:
+            where = state.latest.get(run_id)
+            batches = [b for b in state.batches if b.id == where and table in b.tables]
+        else:
+            batches = [b for b in state.batches if table in b.tables]
+        stale = state.stale(table)
+        parts = []
+        for batch in batches:
+            with self.location.fs.open(batch.file(table), "rb") as f:
+                data = pq.read_table(f)
+            if run_id is not None:
+                data = data.filter(pc.equal(data["run_id"], run_id))
+            elif batch.file(table) in stale:
+                hidden = pa.array(stale[batch.file(table)], pa.string())
+                data = data.filter(pc.invert(pc.is_in(data["run_id"], hidden)))
+            parts.append(data)
+        if not parts:
+            if table not in self.tables:
                 raise CatalogError(f"no table {table!r} in the catalog")
-            return schema.empty_table()
-        dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=self._arrow_fs())
-        flt = None if run_id is None else pc.field("run_id") == run_id
-        return dataset.to_table(filter=flt)
-
-    def _arrow_fs(self) -> Any:
-        if self.location.local:
-            return None
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        return PyFileSystem(FSSpecHandler(self.location.fs))
+            return self.tables[table].schema.empty_table()
+        return pa.concat_tables(parts, promote_options="permissive")

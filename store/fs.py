@@ -10,7 +10,6 @@ fall back to "write everything, then the small commit file last"; see `store.obj
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
 import uuid
@@ -92,44 +91,6 @@ def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) 
         path = os.path.abspath(path)
     path = path.rstrip("/") or "/"
     return Location(fs=fs, root=path, protocol=protocol, storage_options=dict(storage_options))
-
-
-class HashingWriter(io.RawIOBase):
-    """A write-only file wrapper that computes SHA-256 and size of what passes through it.
-
-    Hashing while writing means a 256 MB tensor is never read back just to be digested.
-    """
-
-    def __init__(self, raw: Any) -> None:
-        super().__init__()
-        self._raw = raw
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self._hash.update(view)
-        self._raw.write(view)
-        self.size += len(view)
-        return len(view)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
-
-    @property
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def hash_file(

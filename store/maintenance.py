@@ -1,4 +1,4 @@
-"""Store upkeep: list runs, size by stage, verify integrity, collect garbage, compact tables.
+"""Store upkeep: sizes by stage and table, verify integrity, collect garbage, compact tables.
 
 - `du`: bytes and counts per stage (objects), per table, in quarantine/ and tmp/.
 - `verify`: re-hash every object file against its manifest and open every table file's footer;
@@ -7,7 +7,7 @@
   objects, each older than a grace period (runs write their events when they finish, so a young
   unreferenced object may belong to a run still in progress). Dry run unless ``apply=True``.
   Referenced means: named in a column that a registered table declares as `object_keys`.
-- `compact`: merge each shard's small Parquet files into one file (see `store.catalog`).
+- `compact`: merge small catalog batches into one (see `store.catalog`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from circuitflow.store.catalog import COMPACT_PREFIX, SOURCES_META, read_sources
-from circuitflow.store.fs import new_tmp_name, publish_file, utc_stamp
+from circuitflow.store.fs import new_tmp_name
 from circuitflow.store.objects import Problem, hash_files
 from circuitflow.store.query import QuerySession
 from circuitflow.store.store import Store
@@ -36,7 +35,6 @@ from circuitflow.store.store import Store
 DEFAULT_GRACE_S = 24 * 3600
 SMALL_FILE_BYTES = 64 << 20
 COMPACT_OUTPUT_BYTES = 512 << 20
-ROW_GROUP_ROWS = 128 * 1024
 
 
 # -- du ------------------------------------------------------------------------------------
@@ -77,9 +75,9 @@ def du(store: Store) -> list[Usage]:
             if p["type"] == "directory"
         )
         rows.append(Usage("objects", posixpath.basename(stage_dir), count, _size(fs, stage_dir)))
+    state = store.catalog.state()
     for table in store.catalog.table_names():
-        files = store.catalog.files(table)
-        paths = files.files + files.superseded
+        paths = state.files(table)
         if paths:
             size = sum(int(fs.info(p)["size"]) for p in paths)
             rows.append(Usage("tables", table, len(paths), size))
@@ -126,15 +124,20 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
             dest = store.quarantine(path, "; ".join(str(p) for p in found))
             if dest:
                 report.quarantined.append(loc.rel(dest))
-    for table in store.catalog.table_names():
-        files = store.catalog.files(table)
-        for path in files.files + files.superseded:
+    state = store.catalog.state()
+    for batch in state.batches + state.absorbed:
+        for table in batch.tables:
             report.table_files += 1
             try:
-                with store.fs.open(path, "rb") as f:
-                    pq.read_metadata(f)
+                with store.fs.open(batch.file(table), "rb") as f:
+                    rows = pq.read_metadata(f).num_rows
             except Exception as exc:  # any failure to parse means the file is unusable
-                report.problems.append(Problem(loc.rel(path), "", f"unreadable Parquet ({exc})"))
+                problem = f"unreadable Parquet ({exc})"
+                report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
+                continue
+            if rows != batch.tables[table]:
+                problem = f"{rows} rows, commit.json says {batch.tables[table]}"
+                report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
     return report
 
 
@@ -143,7 +146,7 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
 
 @dataclass(frozen=True)
 class GcItem:
-    kind: str  # object, tmp, quarantine
+    kind: str  # object, tmp, quarantine, evict
     path: str  # relative to the store root
     bytes: int
     reason: str
@@ -162,9 +165,10 @@ class GcReport:
 def referenced_keys(store: Store) -> set[str]:
     """Object keys named in the `object_keys` column of any registered table."""
     keys: set[str] = set()
+    state = store.catalog.state()
     with QuerySession(store.catalog) as session:
         for table, spec in store.catalog.tables.items():
-            if spec.object_keys and store.catalog.files(table).files:
+            if spec.object_keys and state.files(table):
                 column = spec.object_keys
                 rows = session.arrow(
                     f'SELECT DISTINCT "{column}" AS k FROM "{table}" WHERE "{column}" IS NOT NULL'
@@ -188,8 +192,21 @@ def _age_s(store: Store, path: str, now: float) -> float:
     return now - float(modified)
 
 
-def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S) -> GcReport:
-    """Find (and with `apply`, delete) what no run needs; see the module docstring."""
+def gc(
+    store: Store,
+    *,
+    apply: bool = False,
+    older_than: float = DEFAULT_GRACE_S,
+    max_size: int | None = None,
+) -> GcReport:
+    """Find (and with `apply`, delete) what no run needs; see the module docstring.
+
+    With `max_size` (bytes), also evict stored objects until the store fits: objects whose
+    writer marked them `retention: recompute-first` (edge matrices: large, and recomputed from
+    small inputs) before `recompute` ones, each least recently used first; `keep` objects
+    (pruned graphs) and the catalog are never evicted. An evicted object is a cache miss: the
+    next run that needs it recomputes it.
+    """
     loc, fs = store.location, store.fs
     now = time.time()
     keys = referenced_keys(store)
@@ -199,6 +216,8 @@ def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S
             reason = f"no run references {stage} object {key[:12]}..."
             items.append(GcItem("object", loc.rel(path), _size(fs, path), reason))
     for entry in _children(fs, loc.join("tmp")):
+        if posixpath.basename(entry["name"].rstrip("/")) == "locks":
+            continue  # held by running writers; a handful of small files
         if _age_s(store, entry["name"], now) >= older_than:
             items.append(
                 GcItem("tmp", loc.rel(entry["name"]), _size(fs, entry["name"]), "unfinished write")
@@ -208,10 +227,41 @@ def gc(store: Store, *, apply: bool = False, older_than: float = DEFAULT_GRACE_S
             if _age_s(store, entry["name"], now) >= older_than:
                 size = _size(fs, entry["name"])
                 items.append(GcItem("quarantine", loc.rel(entry["name"]), size, "quarantined"))
+    if max_size is not None:
+        items += _evictions(store, max_size, {i.path for i in items}, sum(i.bytes for i in items))
     if apply:
         for item in items:
-            _remove(store, loc.join(item.path), item.kind == "object")
+            _remove(store, loc.join(item.path), item.kind in ("object", "evict"))
     return GcReport(items, applied=apply)
+
+
+EVICTION_ORDER = {"recompute-first": 0, "recompute": 1}  # "keep" (and unmarked): never
+
+
+def _evictions(store: Store, max_size: int, planned: set[str], freed: int) -> list[GcItem]:
+    """Objects to evict so that the store fits in `max_size` bytes (see `gc`)."""
+    loc = store.location
+    total = sum(u.bytes for u in du(store)) - freed
+    candidates = []
+    for stage, key, path in store.iter_objects():
+        if loc.rel(path) in planned:
+            continue
+        manifest, _ = store.read_manifest(path, stage, key)
+        if manifest is None:
+            continue
+        retention = manifest.get("attrs", {}).get("retention", "keep")
+        if retention in EVICTION_ORDER:
+            size = sum(f["size"] for f in manifest["files"].values())
+            rank = (EVICTION_ORDER[retention], store.last_used(path))
+            candidates.append((rank, stage, key, path, size))
+    items = []
+    for _, stage, key, path, size in sorted(candidates):
+        if total <= max_size:
+            break
+        reason = f"store over {max_size} bytes: {stage} {key[:12]}... recomputes when read"
+        items.append(GcItem("evict", loc.rel(path), size, reason))
+        total -= size
+    return items
 
 
 def _remove(store: Store, path: str, is_object: bool) -> None:
@@ -246,95 +296,70 @@ def _remove(store: Store, path: str, is_object: bool) -> None:
 
 @dataclass(frozen=True)
 class Compaction:
-    table: str
-    shard: str
-    files_in: int
+    batches_in: int
+    runs: int
     rows: int
-    output: str  # relative path of the merged file
+    output: str  # relative path of the merged batch
 
 
-def _batches(paths: list[str], limit: int, sizes: dict[str, int]) -> Iterable[list[str]]:
-    group: list[str] = []
+def _groups(batches: list, limit: int, sizes: dict[str, int]) -> Iterable[list]:
+    group: list = []
     total = 0
-    for path in paths:
-        if group and total + sizes[path] > limit:
+    for batch in batches:
+        if group and total + sizes[batch.id] > limit:
             yield group
             group, total = [], 0
-        group.append(path)
-        total += sizes[path]
+        group.append(batch)
+        total += sizes[batch.id]
     if group:
         yield group
 
 
 def compact(
-    store: Store,
-    tables: Iterable[str] | None = None,
-    *,
-    small_bytes: int = SMALL_FILE_BYTES,
-    output_bytes: int = COMPACT_OUTPUT_BYTES,
+    store: Store, *, small_bytes: int = SMALL_FILE_BYTES, output_bytes: int = COMPACT_OUTPUT_BYTES
 ) -> list[Compaction]:
-    """Merge the small Parquet files of each shard of each table into few files, atomically.
+    """Merge small committed batches into few, atomically; delete what earlier merges absorbed.
 
-    A merged file is published (atomic rename) before its sources are deleted, and names them in
-    its metadata, so readers never see a row twice or miss one, even if this is interrupted.
+    A merged batch is published (one rename) before its sources are deleted and names them in
+    its commit.json, so readers never see a row twice or miss one, even if this is interrupted.
     """
     catalog, fs = store.catalog, store.fs
     done: list[Compaction] = []
-    for table in tables or catalog.table_names():
-        schema = catalog.spec(table).schema if table in catalog.tables else None
-        with catalog.lock(table, exclusive=True):
-            for shard_dir in catalog.shard_dirs(table):
-                names, superseded = catalog.shard_listing(shard_dir)
-                live = []
-                for path in names:
-                    if posixpath.basename(path) in superseded:
-                        fs.rm_file(path)  # an interrupted compaction left it behind
-                    else:
-                        live.append(path)
-                sizes = {p: int(fs.info(p)["size"]) for p in live}
-                small = [p for p in live if sizes[p] <= small_bytes]
-                if len(small) < 2:
-                    continue
-                for group in _batches(small, output_bytes, sizes):
-                    if len(group) < 2:
-                        continue
-                    done.append(_merge(store, table, schema, shard_dir, group))
+    with catalog.lock():
+        state = catalog.state()
+        for batch in state.absorbed:  # an interrupted compaction left them behind
+            _remove(store, batch.path, is_object=False)
+        sizes = {b.id: _size(fs, b.path) for b in state.batches}
+        small = [b for b in state.batches if sizes[b.id] <= small_bytes]
+        for group in _groups(small, output_bytes, sizes):
+            if len(group) >= 2:
+                done.append(_merge(store, state, group))
     return done
 
 
-def _merge(
-    store: Store, table: str, schema: pa.Schema | None, shard_dir: str, group: list[str]
-) -> Compaction:
-    loc, fs = store.location, store.fs
-    if schema is None:  # a table nobody registered: the union of its files' columns
-        schemas = []
-        for path in group:
-            with fs.open(path, "rb") as f:
-                schemas.append(pq.read_schema(f).remove_metadata())
-        schema = pa.unify_schemas(schemas)
-    sources: set[str] = set()
-    for path in group:
-        sources.add(posixpath.basename(path))
-        sources.update(read_sources(fs, path))
-    filesystem = store.catalog._arrow_fs()
-    data = ds.dataset(group, schema=schema, format="parquet", filesystem=filesystem).to_table()
-    # Sorted by run, so Parquet row-group statistics let a run_id filter skip most of the file.
-    data = data.sort_by("run_id")
-    meta_schema = schema.with_metadata({SOURCES_META: json.dumps(sorted(sources)).encode()})
-    data = data.replace_schema_metadata(meta_schema.metadata)
-    name = f"{COMPACT_PREFIX}{utc_stamp()}-{new_tmp_name('c').rsplit('-', 1)[-1]}.parquet"
-    final = posixpath.join(shard_dir, name)
-    options = {"compression": "zstd", "row_group_size": ROW_GROUP_ROWS}
-    if loc.local:
-        tmp = loc.join("tmp", new_tmp_name("compact") + ".parquet")
-        os.makedirs(posixpath.dirname(tmp), exist_ok=True)
-        pq.write_table(data, tmp, **options)
-        publish_file(loc, tmp, final, exclusive=True)
-    else:
-        with fs.open(final, "wb") as f:
-            pq.write_table(data, f, **options)
-    for path in group:
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(path)
-    shard = posixpath.basename(shard_dir).split("=", 1)[-1]
-    return Compaction(table, shard, len(group), data.num_rows, loc.rel(final))
+def _merge(store: Store, state, group: list) -> Compaction:
+    """One batch holding the live rows of `group`, sorted by run (row-group statistics then let
+    a run_id filter skip most of a file)."""
+    ids = {b.id for b in group}
+    runs = {r: final for b in group for r, final in b.runs.items() if state.latest[r] in ids}
+    tables: dict[str, list[pa.Table]] = {}
+    for batch in group:
+        live = pa.array([r for r in batch.runs if state.latest[r] == batch.id], pa.string())
+        for table in batch.tables:
+            with store.fs.open(batch.file(table), "rb") as f:
+                data = pq.read_table(f)
+            tables.setdefault(table, []).append(data.filter(pc.is_in(data["run_id"], live)))
+    merged = {
+        t: pa.concat_tables(parts, promote_options="permissive").sort_by("run_id")
+        for t, parts in tables.items()
+    }
+    sources = {b.id for b in group} | {s for b in group for s in b.sources}
+    out = store.catalog.publish(runs, merged, sources)
+    for batch in group:
+        _remove(store, batch.path, is_object=False)
+    return Compaction(
+        len(group),
+        len(runs),
+        sum(t.num_rows for t in merged.values()),
+        store.location.rel(out.path),
+    )

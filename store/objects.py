@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import posixpath
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -52,7 +53,6 @@ from zarr.storage import FsspecStore
 from circuitflow.store.arrow import to_arrow_table
 from circuitflow.store.errors import ObjectCorrupted, ObjectMissing
 from circuitflow.store.fs import (
-    HashingWriter,
     Location,
     hash_file,
     new_tmp_name,
@@ -62,16 +62,16 @@ from circuitflow.store.fs import (
 )
 from circuitflow.store.keys import check_key, check_name, normalize
 from circuitflow.store.tensors import (
-    HashingStore,
+    GROUP_METADATA,
     IntegrityError,
     SparseCOO,
     VerifyingStore,
+    encode_dense,
+    encode_sparse,
     read_dense,
     read_sparse,
     to_storage,
     to_torch,
-    write_dense,
-    write_sparse,
 )
 
 log = logging.getLogger("circuitflow.store")
@@ -174,6 +174,27 @@ class ObjectStore:
         except ObjectMissing:
             return None
 
+    @contextlib.contextmanager
+    def computing(self, stage: str, key: str) -> Iterator[None]:
+        """Hold while computing the object for `key`: two processes (Dask workers, two sweeps
+        on one store) never compute one key at once. The second waits, then finds the first's
+        object with `get`. Locks are striped over 256 files by key prefix (a rare false wait,
+        no file per key). Local stores only; remote stores may compute a key twice, harmlessly.
+        """
+        check_name("stage", stage)
+        check_key(key)
+        if not self.location.local:
+            yield
+            return
+        directory = self.location.join("tmp", "locks")
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(os.path.join(directory, f"{key[:2]}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def exists(self, stage: str, key: str) -> bool:
         return self.get(stage, key) is not None
 
@@ -193,7 +214,22 @@ class ObjectStore:
             problems = check_complete(self.location, path, manifest)
         if problems:
             raise self.corrupted(path, problems)
+        self._touch(path)
         return StoredObject(self, stage, key, path, manifest)
+
+    def _touch(self, path: str) -> None:
+        """Record that the object was used now (its manifest's mtime): `gc --max-size` evicts
+        the least recently used first. Local stores only."""
+        if self.location.local:
+            with contextlib.suppress(OSError):
+                os.utime(posixpath.join(path, MANIFEST))
+
+    def last_used(self, path: str) -> float:
+        """When the object at `path` was last opened (seconds since the epoch)."""
+        try:
+            return float(self.fs.modified(posixpath.join(path, MANIFEST)).timestamp())
+        except (OSError, NotImplementedError, AttributeError):
+            return 0.0
 
     def read_manifest(
         self, path: str, stage: str, key: str
@@ -350,7 +386,6 @@ class ObjectWriter:
         if loc.local:
             os.makedirs(self.tmp_path)
         self._digests: dict[str, tuple[str, int]] = {}
-        self._zstore: HashingStore | None = None
         self._tensors: dict[str, dict[str, Any]] = {}
         self._tables: dict[str, dict[str, Any]] = {}
         self._files: dict[str, dict[str, Any]] = {}
@@ -366,14 +401,23 @@ class ObjectWriter:
         else:
             self.discard()
 
-    def _zarr(self) -> HashingStore:
-        if self._zstore is None:
-            loc = self.store.location
-            base = FsspecStore.from_url(
-                loc.url_of(self.tmp_path), storage_options=dict(loc.storage_options)
-            )
-            self._zstore = HashingStore(base, self._digests)
-        return self._zstore
+    def _write(self, rel: str, data: bytes) -> None:
+        """Write one file of the object into the temporary copy, recording its digest."""
+        path = posixpath.join(self.tmp_path, rel)
+        if self.store.location.local:
+            os.makedirs(posixpath.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        else:
+            self.store.fs.pipe_file(path, data)
+        self._digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+
+    def _write_tensor_files(self, files: Iterable[tuple[str, bytes]]) -> None:
+        if not self._tensors:  # the first tensor: the Zarr groups above it
+            self._write("zarr.json", GROUP_METADATA)
+            self._write("tensors/zarr.json", GROUP_METADATA)
+        for rel, data in files:
+            self._write(rel, data)
 
     def _claim(self, name: str) -> str:
         check_name("tensor or table name", name)
@@ -388,16 +432,22 @@ class ObjectWriter:
         *,
         dtype: str | None = None,
         chunks: tuple[int, ...] | None = None,
+        dims: Sequence[str] | None = None,
     ) -> TensorInfo:
         """Store a dense tensor (numpy or torch; raw bits with `dtype="bfloat16"`).
 
-        Torch sparse tensors and SparseCOO values are passed on to `put_sparse`.
+        `dims` names its dimensions (xarray shows them); by default `<name>_dim<i>`, unique to
+        the tensor. Torch sparse tensors and SparseCOO values are passed on to `put_sparse`.
         """
         if isinstance(value, SparseCOO) or getattr(value, "is_sparse", False):
             return self.put_sparse(name, value)
         self._claim(name)
         array, logical = to_storage(value, dtype)
-        write_dense(self._zarr(), f"tensors/{name}", array, logical, chunks=chunks)
+        dims = (
+            tuple(dims) if dims is not None else tuple(f"{name}_dim{i}" for i in range(array.ndim))
+        )
+        files = encode_dense(f"tensors/{name}", array, logical, chunks=chunks, dimension_names=dims)
+        self._write_tensor_files(files)
         info = {"kind": "dense", "dtype": logical, "shape": list(array.shape)}
         self._tensors[name] = info
         return TensorInfo(name, "dense", logical, array.shape)
@@ -418,7 +468,7 @@ class ObjectWriter:
             coo = SparseCOO.from_value(value)
         else:
             coo = SparseCOO.build(indices, values, shape, dtype)
-        write_sparse(self._zarr(), f"tensors/{name}", coo)
+        self._write_tensor_files(encode_sparse(f"tensors/{name}", coo, name))
         self._tensors[name] = {
             "kind": "coo",
             "dtype": coo.dtype,
@@ -431,24 +481,16 @@ class ObjectWriter:
         """Store a table (pyarrow Table, dict of columns, list of row dicts or DataFrame)."""
         self._claim(name)
         table = to_arrow_table(table)
-        rel = f"tables/{name}.parquet"
-        with self.store.fs.open(posixpath.join(self.tmp_path, rel), "wb") as raw:
-            sink = HashingWriter(raw)
-            # Non-compliant nesting keeps list field names as given, so tables round-trip exactly.
-            pq.write_table(table, sink, compression="zstd", use_compliant_nested_type=False)
-            sink.flush()
-        self._digests[rel] = (sink.hexdigest, sink.size)
+        sink = pa.BufferOutputStream()
+        # Non-compliant nesting keeps list field names as given, so tables round-trip exactly.
+        pq.write_table(table, sink, compression="zstd", use_compliant_nested_type=False)
+        self._write(f"tables/{name}.parquet", sink.getvalue().to_pybytes())
         self._tables[name] = {"rows": table.num_rows, "columns": table.column_names}
 
     def put_file(self, name: str, data: bytes) -> None:
         """Store a named blob of bytes as `files/<name>` (an exported JSON graph, say)."""
         self._claim(name)
-        rel = f"files/{name}"
-        with self.store.fs.open(posixpath.join(self.tmp_path, rel), "wb") as raw:
-            sink = HashingWriter(raw)
-            sink.write(data)
-            sink.flush()
-        self._digests[rel] = (sink.hexdigest, sink.size)
+        self._write(f"files/{name}", data)
         self._files[name] = {"size": len(data)}
 
     def manifest(self) -> dict[str, Any]:
@@ -581,15 +623,18 @@ class StoredObject:
         )
         return VerifyingStore(base, self.files)
 
-    def tensor(self, name: str) -> np.ndarray:
+    def tensor(self, name: str, rows: slice | None = None) -> np.ndarray:
         """A dense numpy array (raw unsigned bits for bfloat16/float8: see `tensors[name].dtype`).
 
-        Sparse tensors are densified; use `sparse` to keep them sparse.
+        `rows` selects along the first axis and reads only the chunks holding them (a few rows
+        of a 250 MB edge matrix cost one 8 MB chunk). Sparse tensors are densified; use
+        `sparse` to keep them sparse.
         """
         with self._reading("tensor", name, self.manifest["tensors"]):
             if self.manifest["tensors"][name]["kind"] == "coo":
-                return read_sparse(self._zarr(), f"tensors/{name}").to_dense()
-            return read_dense(self._zarr(), f"tensors/{name}")[0]
+                dense = read_sparse(self._zarr(), f"tensors/{name}").to_dense()
+                return dense if rows is None else dense[rows]
+            return read_dense(self._zarr(), f"tensors/{name}", rows)[0]
 
     def sparse(self, name: str) -> SparseCOO:
         with self._reading("tensor", name, self.manifest["tensors"]):
@@ -597,12 +642,13 @@ class StoredObject:
                 raise TypeError(f"tensor {name!r} is dense; read it with tensor()")
             return read_sparse(self._zarr(), f"tensors/{name}")
 
-    def torch(self, name: str) -> Any:
-        """The tensor as torch, in its logical dtype (bfloat16 included); sparse stays sparse."""
+    def torch(self, name: str, rows: slice | None = None) -> Any:
+        """The tensor as torch, in its logical dtype (bfloat16 included); sparse stays sparse
+        (`rows`: see `tensor`)."""
         info = self.tensors.get(name)
-        if info is not None and info.kind == "coo":
+        if info is not None and info.kind == "coo" and rows is None:
             return self.sparse(name).to_torch()
-        array = self.tensor(name)
+        array = self.tensor(name, rows)
         return to_torch(array, self.manifest["tensors"][name]["dtype"])
 
     def table(self, name: str) -> pa.Table:

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from circuitflow.store.catalog import Catalog
+from circuitflow.store.catalog import Catalog, CatalogState
 from circuitflow.store.errors import QueryError
 
 ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -56,47 +56,38 @@ class QuerySession:
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
+        state = catalog.state()
         for table in catalog.table_names():
-            self._create_view(catalog, table)
+            self._create_view(catalog, table, state)
         self._lock_down()
 
-    def _create_view(self, catalog: Catalog, table: str) -> None:
-        files = catalog.files(table)
+    def _create_view(self, catalog: Catalog, table: str, state: CatalogState) -> None:
+        """A view over the table's live files, hiding rows of runs recorded again later."""
+        files, stale = state.files(table), state.stale(table)
         con = self._con
-        schema = catalog.tables[table].schema if table in catalog.tables else None
-        if not files.files:
-            if schema is None:
-                return
-            con.register(f"_empty_{table}", schema.empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+        if not files:
+            if table in catalog.tables:
+                con.register(f"_empty_{table}", catalog.tables[table].schema.empty_table())
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
             return
         if not catalog.location.local:
-            import pyarrow.dataset as pads
-            from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-            dataset = pads.dataset(
-                files.files,
-                schema=schema,
-                format="parquet",
-                filesystem=PyFileSystem(FSSpecHandler(catalog.location.fs)),
-            )
-            con.register(f"_data_{table}", dataset)
+            # Remote files are read through pyarrow's filesystem layer, not DuckDB's.
+            con.register(f"_data_{table}", catalog.read(table))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _data_{table}")
             return
-        glob = f"{catalog.table_dir(table)}/shard=*/*.parquet"
-        options = "hive_partitioning=true, hive_types={'shard': 'VARCHAR'}, union_by_name=true"
-        if not files.superseded:
-            # The common case: a glob, so the view reads files as they are when it runs.
+        listing = "[" + ", ".join(_literal(f) for f in files) + "]"
+        if not stale:
             con.execute(
-                f"CREATE VIEW {table} AS SELECT * EXCLUDE (shard) "
-                f"FROM read_parquet({_literal(glob)}, {options})"
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({listing}, union_by_name=true)"
             )
             return
-        skip = ", ".join(_literal(p) for p in files.superseded)
+        hidden = " OR ".join(
+            f"(filename = {_literal(path)} AND run_id IN ({', '.join(map(_literal, runs))}))"
+            for path, runs in stale.items()
+        )
         con.execute(
-            f"CREATE VIEW {table} AS SELECT * EXCLUDE (shard, filename) "
-            f"FROM read_parquet({_literal(glob)}, {options}, filename=true) "
-            f"WHERE filename NOT IN ({skip})"
+            f"CREATE VIEW {table} AS SELECT * EXCLUDE (filename) FROM read_parquet({listing}, "
+            f"union_by_name=true, filename=true) WHERE NOT ({hidden})"
         )
 
     def _lock_down(self) -> None:

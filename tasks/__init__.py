@@ -5,8 +5,7 @@ Read in this order:
     declare.py     what a stage and a catalog table declare (Stage, CatalogTable, RunColumn)
     stages/        the stages, one module each: record type, compute, tables
     catalog.py     the catalog tables a pipeline fills (stages' own, runs, stage_events)
-    pipeline.py    PIPELINE, the list of stages (and its variant VALIDATE_PIPELINE), and the
-                   store with its tables registered
+    pipeline.py    PIPELINE, the list of stages, and the store with its tables registered
     runtime.py     Setup (model, transcoders, store), models loaded once per process, identities
     context.py     RunContext: a run's settings and the records of its stages; run ids
     execute.py     run_stage (any stage), the Prefect task, execute_run (the run driver),
@@ -21,12 +20,11 @@ from circuitflow.tasks.catalog import catalog_tables
 from circuitflow.tasks.context import RunContext, RunRequest, StageOutput, run_id
 from circuitflow.tasks.declare import CatalogTable, RunColumn, Stage
 from circuitflow.tasks.execute import RunOutcome, execute_run, run_stage
-from circuitflow.tasks.pipeline import PIPELINE, VALIDATE_PIPELINE, open_store
+from circuitflow.tasks.pipeline import PIPELINE, open_store
 from circuitflow.tasks.runtime import Setup
 
 __all__ = [
     "PIPELINE",
-    "VALIDATE_PIPELINE",
     "CatalogTable",
     "RunColumn",
     "RunContext",

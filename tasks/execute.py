@@ -20,7 +20,6 @@ error. It is the one driver for single prompts and sweeps; they differ only in `
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from circuitflow.store import ObjectMissing, canonical_json, stage_key
-from circuitflow.store.errors import CatalogError
 from circuitflow.store.objects import default_code_version
 from circuitflow.tasks.context import (
     RunContext,
@@ -39,9 +37,10 @@ from circuitflow.tasks.context import (
     StageOutput,
     remember,
     run_id,
+    store_for,
 )
 from circuitflow.tasks.declare import Stage
-from circuitflow.tasks.pipeline import PIPELINE, VALIDATE_PIPELINE
+from circuitflow.tasks.pipeline import PIPELINE
 from circuitflow.tasks.runtime import Setup, identity
 
 
@@ -58,21 +57,31 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
     start = time.perf_counter()
     key, params, inputs = stage_key_of(stage, run)
     stored = run.store.get(stage.name, key)
-    if stored is not None:
-        name = stored.attrs["record"][stage.identity] if stage.identity else key
-        return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
+    if stored is None:
+        with run.store.computing(stage.name, key):
+            stored = run.store.get(stage.name, key)  # published while we waited?
+            if stored is None:
+                meta = _compute_and_publish(stage, run, key, params, inputs)
+                name = meta[stage.identity] if stage.identity else key
+                return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+    name = stored.attrs["record"][stage.identity] if stage.identity else key
+    return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
+
+
+def _compute_and_publish(stage: Stage, run: RunContext, key: str, params: dict, inputs: dict):
+    """Compute the stage's record and publish it under `key`; returns its JSON metadata."""
     record = stage.compute(run)
     tensors, meta, files = record.to_parts()
+    attrs = {"record": meta, "retention": stage.retention}
     with run.store.writer(
-        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs={"record": meta}
+        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
     ) as writer:
         for name, tensor in tensors.items():
             writer.put_tensor(name, tensor)
         for name, data in files.items():
             writer.put_file(name, data)
     remember((run.store.root, stage.name, key), record)
-    name = meta[stage.identity] if stage.identity else key
-    return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+    return meta
 
 
 # ------------------------------------------------------------------------------ Prefect task
@@ -134,10 +143,32 @@ class RunOutcome:
 
 
 def run_chain(run: RunContext, call: Call = inline) -> list[StageOutput]:
-    """Every stage of the run, in pipeline order."""
+    """Every stage of the run, in pipeline order (those under a switch the run has off skipped)."""
     for stage in run.stages.values():
-        run.outputs[stage.name] = call(stage, run)
+        if stage.when is None or run.param(stage.when):
+            run.outputs[stage.name] = call(stage, run)
     return list(run.outputs.values())
+
+
+class Recorder:
+    """Collects finished runs' catalog entries and writes them as one batch (see
+    `store.catalog`): a sweep writes a file per table per batch, not six per run."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, dict[str, dict[str, list[dict]]]] = {}  # store root -> runs
+        self.final: set[str] = set()
+
+    def add(self, run: RunContext, entries: dict[str, list[dict]], *, final: bool) -> None:
+        self.pending.setdefault(run.setup.store, {})[run.run_id] = entries
+        if final:
+            self.final.add(run.run_id)
+
+    def flush(self, pipeline: Sequence[Stage]) -> None:
+        for root, runs in self.pending.items():
+            catalog = store_for(root, pipeline).catalog
+            catalog.write_batch(runs, final=[r for r in runs if r in self.final])
+        self.pending.clear()
+        self.final.clear()
 
 
 def execute_run(
@@ -146,13 +177,19 @@ def execute_run(
     *,
     call: Call = inline,
     pipeline: Sequence[Stage] | None = None,
+    recorder: Recorder | None = None,
 ) -> RunOutcome:
     """One whole run: every stage, then its catalog entries (see the module docs).
+
+    The entries go to `recorder` when one is given (the caller flushes it), else straight to
+    the catalog. A run the catalog already holds is not recorded again.
 
     A stored input found damaged while a later stage reads it has been quarantined by the store
     (`ObjectMissing`); the chain then runs once more and recomputes it like any miss.
     """
     pipeline = PIPELINE if pipeline is None else pipeline
+    own = recorder is None
+    recorder = Recorder() if own else recorder
     start = time.perf_counter()
     rid = run_id(setup, request)
     try:
@@ -162,12 +199,19 @@ def execute_run(
             stages = run_chain(RunContext(setup, request, {}, pipeline, rid), call)
     except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
         message = f"{type(error).__name__}: {error}"
-        record_failure(RunContext(setup, request, {}, pipeline, rid), message)
-        return RunOutcome(rid, request.prompt, "failed", False, message)
-    run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
-    record_run(run, time.perf_counter() - start)
-    cached = all(s.status == "cached" for s in stages)
-    return RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+        run = RunContext(setup, request, {}, pipeline, rid)
+        recorder.add(run, {"runs": [_run_row(run) | {"status": "failed", "error": message}]},
+                     final=False)  # fmt: skip
+        outcome = RunOutcome(rid, request.prompt, "failed", False, message)
+    else:
+        run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
+        if not run.store.catalog.recorded(rid):
+            recorder.add(run, catalog_entries(run, time.perf_counter() - start), final=True)
+        cached = all(s.status == "cached" for s in stages)
+        outcome = RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
+    if own:
+        recorder.flush(pipeline)
+    return outcome
 
 
 # ------------------------------------------------------------------------------ catalog entries
@@ -193,67 +237,31 @@ def _run_row(run: RunContext) -> dict:
     }
 
 
-def run_is_recorded(run: RunContext) -> bool:
-    """True when the catalog holds a successful row for this run."""
-    table = run.store.catalog.read("runs", run.run_id)
-    return table.num_rows > 0 and "ok" in table.column("status").to_pylist()
-
-
-def record_run(run: RunContext, seconds: float) -> None:
-    """Write a finished run's catalog entries, `runs` last (its entry means the run is complete).
-
-    A run already recorded has the same entries by construction. Its stage_events (which stages
-    this execution found stored) are replaced, keeping the events of stages this execution did
-    not run (a validated run run again without validation stays validated, and `gc` keeps the
-    validation); the tables of stages it ran for the first time (a pipeline variant's) are
-    added.
-    """
-    catalog = run.store.catalog
-    events = [
+def catalog_entries(run: RunContext, seconds: float) -> dict[str, list[dict]]:
+    """A finished run's entries for every catalog table: the stages' tables, its stage
+    events, and its `runs` row (with `seconds`, the run's wall time)."""
+    start = time.perf_counter()
+    ran = [stage for stage in run.stages.values() if stage.name in run.outputs]
+    tables = {table.name: table.entries(run) for stage in ran for table in stage.tables}
+    tables["stage_events"] = [
         {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds}
         for o in run.outputs.values()
     ]
-    if run_is_recorded(run):
-        earlier = catalog.read("stage_events", run.run_id).to_pylist()
-        events += [
-            {k: e[k] for k in ("stage", "key", "status", "seconds", "created_at")}
-            for e in earlier
-            if e["stage"] not in run.outputs
-        ]
-        for stage in run.stages.values():
-            for table in stage.tables:
-                if not catalog.holds(table.name, run.run_id):
-                    with contextlib.suppress(CatalogError):  # written meanwhile: same rows
-                        catalog.write(table.name, run.run_id, table.entries(run))
-        with contextlib.suppress(CatalogError):  # a compacted run is immutable
-            catalog.write("stage_events", run.run_id, events, replace=True)
-        return
-    start = time.perf_counter()
-    tables = {
-        table.name: table.entries(run) for stage in run.stages.values() for table in stage.tables
-    }
-    tables["stage_events"] = events
-    columns = {c.name: c.value(run) for stage in run.stages.values() for c in stage.run_columns}
+    columns = {c.name: c.value(run) for stage in ran for c in stage.run_columns}
     row = _run_row(run) | columns | {"status": "ok"}
     row["seconds"] = seconds + (time.perf_counter() - start)
     tables["runs"] = [row]
-    catalog.write_run(run.run_id, tables, replace=True)
-
-
-def record_failure(run: RunContext, error: str) -> None:
-    """Write a failed run's `runs` row with its error."""
-    row = _run_row(run) | {"status": "failed", "error": error}
-    run.store.catalog.write("runs", run.run_id, [row], replace=True)
+    return tables
 
 
 # ------------------------------------------------------------------------------ sweeps
 
 
 @task(name="attribute-runs", cache_policy=NO_CACHE)
-def attribute_runs_task(
-    runs: list[tuple[Setup, RunRequest]], validate: bool = False
-) -> list[RunOutcome]:
-    """Several whole runs, one after the other, as one task (stages inline); with `validate`,
-    each through VALIDATE_PIPELINE."""
-    pipeline = VALIDATE_PIPELINE if validate else PIPELINE
-    return [execute_run(setup, request, pipeline=pipeline) for setup, request in runs]
+def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
+    """Several whole runs, one after the other, as one task (stages inline), recorded in the
+    catalog as one batch when the last one ends."""
+    recorder = Recorder()
+    outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
+    recorder.flush(PIPELINE)
+    return outcomes

@@ -1,6 +1,6 @@
 """The attribution pipeline, declared once.
 
-    tokenize -> precompute -> targets -> rows -> influence -> prune -> export
+    tokenize -> precompute -> targets -> rows -> influence -> prune -> export [-> validate]
 
 `PIPELINE` lists the stage declarations (`tasks/stages/`, one module each) in the order they
 run. Everything else derives from it: each stage's key (its params, identities and the keys of
@@ -9,12 +9,11 @@ its inputs), the Prefect task graph of a run, the order of the chain, and the ca
 
 To add a stage, write its module (record, compute, tables) and add it to the list.
 
-Some stages run only when asked for. Such a stage is declared like any other and joins a
-*variant* of the pipeline, a longer list: `VALIDATE_PIPELINE` is every stage of PIPELINE, then
-`validate` (the causal checks of `circuitflow validate` and `sweep --validate`). A run's id does
-not depend on the variant, so a validated run is the same run with more stages, and its extra
-catalog rows join its others. `open_store` registers the tables of every variant, so that a
-query finds `interventions` (empty) even in a store where nothing was validated.
+A stage that only some runs need names a switch (`Stage.when`, a true/false run setting): the
+causal checks of `validate` run only in runs with `validate` set (`--validate`, a sweep's
+`params: {validate: true}`, `circuitflow validate RUN_ID`). The switch is a run setting like any
+other, so a validated run has its own run id and records its `interventions` rows beside its
+other tables, while every stage it shares with the unvalidated run is found in the store.
 """
 
 from __future__ import annotations
@@ -44,17 +43,11 @@ PIPELINE: list[Stage] = [
     influence.STAGE,
     prune.STAGE,
     export.STAGE,
+    validate.STAGE,  # when="validate"
 ]
 check_pipeline(PIPELINE)
 
-VALIDATE_PIPELINE: list[Stage] = [*PIPELINE, validate.STAGE]
-check_pipeline(VALIDATE_PIPELINE)
-
-# The longest variant: it holds every stage of the others, so every catalog table.
-EVERY_STAGE = VALIDATE_PIPELINE
-
 
 def open_store(root: str, pipeline: Sequence[Stage] | None = None) -> Store:
-    """The store at `root` with the catalog tables registered (one per process): a pipeline's,
-    or by default those of every variant."""
-    return store_for(root, EVERY_STAGE if pipeline is None else pipeline)
+    """The store at `root` with the pipeline's catalog tables registered (one per process)."""
+    return store_for(root, PIPELINE if pipeline is None else pipeline)

@@ -8,6 +8,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="circuitflow-test-prefect-"))
 os.environ.setdefault("CIRCUITFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="circuitflow-test-cache-"))
+os.environ.setdefault(
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='circuitflow-test-db-')}/prefect.db",
+)
 
 from circuitflow.flows.settings import configure  # noqa: E402
 
@@ -27,7 +31,6 @@ def prefect_api():
 
     from circuitflow.flows.settings import quiet_flows
 
-    # Its server took 58 s to boot on the shared 2-core machine at load 5 (30 s by default).
     with prefect_test_harness(server_startup_timeout=120), quiet_flows():
         yield PREFECT_API_URL.value()
 

@@ -45,4 +45,5 @@ STAGE = Stage(
     params=("prompt", "run_id"),
     record=ExportedGraph,
     compute=compute,
+    retention="keep",
 )

@@ -175,4 +175,5 @@ STAGE = Stage(
         RunColumn("n_nodes_kept", pa.int64(), _n_nodes_kept),
         RunColumn("n_edges_kept", pa.int64(), _n_edges_kept),
     ),
+    retention="keep",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import torch
 
 from circuitflow.attribution import Rows, compute_rows
 from circuitflow.tasks.context import RunContext
@@ -13,7 +14,7 @@ def compute(run: RunContext) -> Rows:
     params = run.params
     model = run.model
     with model.lock:
-        return compute_rows(
+        rows = compute_rows(
             model.replacement,
             run.record("precompute"),
             run.record("targets"),
@@ -21,6 +22,9 @@ def compute(run: RunContext) -> Rows:
             batch_size=params.batch_size,
             update_interval=params.update_interval,
         )
+    # Stored (and handed to the next stages) at the run's edge precision.
+    rows.matrix = rows.matrix.to(getattr(torch, params.edge_precision))
+    return rows
 
 
 def _n_selected_features(run: RunContext) -> int:
@@ -31,9 +35,10 @@ STAGE = Stage(
     name="rows",
     version=1,
     inputs=("precompute", "targets"),
-    params=("max_feature_nodes", "batch_size", "update_interval"),
+    params=("max_feature_nodes", "batch_size", "update_interval", "edge_precision"),
     record=Rows,
     compute=compute,
     uses_model=True,
     run_columns=(RunColumn("n_selected_features", pa.int64(), _n_selected_features),),
+    retention="recompute-first",
 )

@@ -1,10 +1,10 @@
 """Stage validate: the graph's claims checked causally, and kept (see `attribution.ablation`).
 
-Not every run does this: `tasks.pipeline.VALIDATE_PIPELINE` is the pipeline with it
-(`circuitflow validate RUN_ID`, `sweep --validate`). It reads a recorded run's pruned graph,
-zero-ablates its top-k kept features (ranked by influence) for k = 1, 2, 4, 8, ..., all of them,
-and k = AUDIT_K, and as many random active features in DRAWS seeded draws, with attention
-frozen as in the graph; it measures the run's first target (the answer).
+Not every run does this: the stage runs under the switch `validate` (`Stage.when`), set by
+`--validate`, a sweep's `validate: true` or `circuitflow validate RUN_ID`. It reads the pruned
+graph, zero-ablates its top-k kept features (ranked by influence) for k = 1, 2, 4, 8, ..., all
+of them, and k = AUDIT_K, and as many random active features in DRAWS seeded draws, with
+attention frozen as in the graph; it measures the run's first target (the answer).
 
 Fills the catalog's `interventions` table, one row per (k, selection, draw): `selection` 'top'
 or 'random', `logit_change` and `prob_change` (ablated minus clean; for a direction target its
@@ -136,4 +136,5 @@ STAGE = Stage(
     compute=compute,
     uses_model=True,
     tables=(INTERVENTIONS,),
+    when="validate",
 )

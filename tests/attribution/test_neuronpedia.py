@@ -2,12 +2,18 @@
 
 import json
 
+import jsonschema
 import pytest
 import torch
-from jsonschema import ValidationError
 
 from circuitflow.attribution import prune
-from circuitflow.attribution.neuronpedia import cantor, graph_json, validate
+from circuitflow.attribution.neuronpedia import (
+    GraphSchemaError,
+    cantor,
+    graph_json,
+    schema,
+    validate,
+)
 from tests.attribution.test_influence import hand_graph
 
 
@@ -26,6 +32,7 @@ def test_export_validates_and_lists_kept_nodes_and_links():
         edge_threshold=0.98,
     )
     validate(json.loads(json.dumps(doc)))
+    jsonschema.validate(json.loads(json.dumps(doc)), schema())  # the reference validator agrees
     assert [n["node_id"] for n in doc["nodes"]] == ["0_5_1", "E_3_0", "E_10_1", "L_11_1"]
     feature = doc["nodes"][0]
     assert feature["feature"] == cantor(0, 5) and feature["activation"] == 1.0
@@ -50,5 +57,7 @@ def test_validation_catches_a_broken_document():
         edge_threshold=0.98,
     )
     del doc["nodes"][0]["ctx_idx"]
-    with pytest.raises(ValidationError, match="ctx_idx"):
+    with pytest.raises(GraphSchemaError, match="ctx_idx"):
         validate(doc)
+    with pytest.raises(jsonschema.ValidationError, match="ctx_idx"):
+        jsonschema.validate(doc, schema())

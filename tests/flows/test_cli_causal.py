@@ -21,15 +21,18 @@ def test_validate_stores_the_curve_once_and_reports_the_catalog(invoke):
     (report,) = json.loads(first.output)
     computed = {s["stage"] for s in report["stages"] if s["status"] == "computed"}
     assert computed == {"validate"}
+    assert report["validated"] == run_id != report["run_id"]  # a new run: validate is set
     assert report["target"] == "logit(w3)-logit(w4)"
     rows = Store(invoke.store).query(
-        f"SELECT k, selection, logit_change FROM interventions WHERE run_id = '{run_id}'"
+        f"SELECT k, selection, logit_change FROM interventions WHERE run_id = '{report['run_id']}'"
     )
     tops = {r["k"]: r["logit_change"] for r in rows.to_pylist() if r["selection"] == "top"}
     assert {p["k"]: p["top_logit_change"] for p in report["curve"]} == tops
 
     again = invoke("validate", run_id, "--json", model=False)
     assert {s["status"] for s in json.loads(again.output)[0]["stages"]} == {"cached"}
+    same = invoke("attribute", PROMPT, "--logit-diff", "w3", "w4", "--validate", "--json")
+    assert json.loads(same.output)["run_id"] == report["run_id"]  # the same validated run
     table = invoke("validate", run_id, model=False)
     assert "random-k (mean)" in table.output and "logit(w3)-logit(w4)" in table.output
 

@@ -1,4 +1,4 @@
-"""Catalog tables: one atomic Parquet file per run per table, validated against the schema."""
+"""Catalog tables: runs recorded in atomic batches, validated, final runs recorded once."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import pyarrow as pa
 import pytest
 
 from circuitflow.store import CatalogError, Store
-from circuitflow.store.catalog import shard_of
 from tests.store.tables import TABLES
 
 RUN = "r-0001"
 
 
 def test_rows_round_trip_with_defaults_and_casts(store: Store) -> None:
-    path = store.catalog.write(
+    assert store.catalog.write(
         "nodes",
         RUN,
         [
@@ -24,27 +23,47 @@ def test_rows_round_trip_with_defaults_and_casts(store: Store) -> None:
             {"node_id": "E_1_2", "kind": "error", "layer": 1, "influence": 0.25, "kept": True},
         ],
     )
-    assert path.endswith(f"tables/nodes/shard={shard_of(RUN)}/{RUN}.parquet")
     rows = store.catalog.read("nodes", RUN)
     assert rows.schema == TABLES["nodes"].schema
     assert rows.column("run_id").to_pylist() == [RUN, RUN]
     assert rows.column("layer").type == pa.int32()
     assert rows.column("influence").to_pylist() == [None, 0.25]
 
-    store.catalog.write("stage_events", RUN, {"stage": ["rows"], "status": ["cached"]})
+    store.catalog.write("stage_events", "r-0002", {"stage": ["rows"], "status": ["cached"]})
     created = store.catalog.read("stage_events")["created_at"][0].as_py()
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
 
 
-def test_one_file_per_run_and_table(store: Store) -> None:
-    store.catalog.write("logits", RUN, {"rank": [0], "prob": [0.9]})
-    with pytest.raises(CatalogError, match="already has rows.*replace=True"):
-        store.catalog.write("logits", RUN, {"rank": [0], "prob": [0.8]})
-    store.catalog.write("logits", RUN, {"rank": [0, 1], "prob": [0.8, 0.1]}, replace=True)
-    assert store.catalog.read("logits", RUN)["prob"].to_pylist() == [0.8, 0.1]
-    files = list((Path(store.root) / "tables" / "logits").rglob("*.parquet"))
-    assert [f.name for f in files] == [f"{RUN}.parquet"]
+def test_a_batch_is_one_directory_with_a_file_per_table(store: Store) -> None:
+    runs = {
+        f"r-{i}": {"runs": [{"status": "ok"}], "logits": {"rank": [0, 1], "prob": [0.5, 0.1]}}
+        for i in range(5)
+    }
+    batch = store.catalog.write_batch(runs, final=runs)
+    assert sorted(p.name for p in Path(batch.path).iterdir()) == [
+        "commit.json", "logits.parquet", "runs.parquet",
+    ]  # fmt: skip
+    assert store.catalog.read("logits").num_rows == 10
+    assert store.catalog.read("logits", "r-3")["rank"].to_pylist() == [0, 1]
     assert not list((Path(store.root) / "tmp").iterdir())
+
+
+def test_a_final_run_is_recorded_once_and_a_non_final_one_superseded(store: Store) -> None:
+    assert store.catalog.write("runs", "failing", [{"status": "failed"}], final=False)
+    assert store.catalog.write("runs", "failing", [{"status": "ok"}])
+    assert store.catalog.recorded("failing")
+    # the earlier, non-final rows are hidden from reads and from SQL
+    assert store.catalog.read("runs")["status"].to_pylist() == ["ok"]
+    assert store.query("SELECT status FROM runs").to_pylist() == [{"status": "ok"}]
+    # a final run is not recorded twice: the second batch leaves it out
+    assert not store.catalog.write("runs", "failing", [{"status": "ok", "prompt": "again"}])
+    mixed = store.catalog.write_batch(
+        {"failing": {"runs": [{"status": "ok"}]}, "new": {"runs": [{"status": "ok"}]}},
+        final=["failing", "new"],
+    )
+    assert list(mixed.runs) == ["new"]
+    counts = store.query("SELECT run_id, count(*) AS n FROM runs GROUP BY ALL ORDER BY 1")
+    assert counts.to_pylist() == [{"run_id": "failing", "n": 1}, {"run_id": "new", "n": 1}]
 
 
 @pytest.mark.parametrize(
@@ -71,22 +90,22 @@ def test_bad_run_ids_are_refused(store: Store) -> None:
         store.catalog.write("runs", "../escape", [{}])
 
 
-def test_write_run_writes_tables_in_order_and_stops_at_a_bad_one(store: Store) -> None:
+def test_a_bad_table_writes_nothing_of_its_batch(store: Store) -> None:
     with pytest.raises(CatalogError):
-        store.catalog.write_run(
-            RUN,
-            {"nodes": [{"kind": "bogus"}], "edges": [{"weight": 1.0}], "runs": [{"status": "ok"}]},
+        store.catalog.write_batch(
+            {
+                "fine": {"edges": [{"weight": 1.0}], "runs": [{"status": "ok"}]},
+                RUN: {"nodes": [{"kind": "bogus"}], "runs": [{"status": "ok"}]},
+            }
         )
-    assert store.catalog.read("runs").num_rows == 0  # no runs row: the run is not complete
+    assert store.catalog.read("runs").num_rows == 0
     assert store.catalog.read("edges").num_rows == 0
-    store.catalog.write_run("r-0002", {"edges": [{"weight": 1.0}], "runs": [{"status": "ok"}]})
-    assert store.catalog.read("runs")["run_id"].to_pylist() == ["r-0002"]
+    assert not (Path(store.root) / "tables" / "batches").exists()
 
 
 def test_catalog_on_a_remote_filesystem(memory_store: Store) -> None:
-    memory_store.catalog.write("runs", RUN, [{"status": "ok", "n_tokens": 7}])
-    with pytest.raises(CatalogError, match="already has rows"):
-        memory_store.catalog.write("runs", RUN, [{"status": "ok"}])
+    assert memory_store.catalog.write("runs", RUN, [{"status": "ok", "n_tokens": 7}])
+    assert not memory_store.catalog.write("runs", RUN, [{"status": "ok"}])
     assert memory_store.catalog.read("runs")["n_tokens"].to_pylist() == [7]
     assert memory_store.query("SELECT n_tokens FROM runs").to_pylist() == [{"n_tokens": 7}]
 

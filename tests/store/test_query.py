@@ -56,7 +56,7 @@ def test_views_expose_exactly_the_schema_columns(filled: Store) -> None:
 
 
 def test_store_files_can_be_read_directly(filled: Store) -> None:
-    pattern = f"{filled.root}/tables/nodes/*/*.parquet"
+    pattern = f"{filled.root}/tables/batches/*/nodes.parquet"
     n = filled.query(f"SELECT count(*) AS n FROM read_parquet('{pattern}')").to_pylist()
     assert n == [{"n": 12}]
 

@@ -126,3 +126,53 @@ def test_default_chunks_cover_whole_rows() -> None:
     assert default_chunks((10,), 4) == (10,)
     assert default_chunks((0, 5), 4) == (1, 5)
     assert default_chunks((), 8) == ()
+
+
+def test_written_arrays_are_plain_zarr_that_zarr_and_xarray_open(store: Store) -> None:
+    """Objects are written without zarr-python; zarr-python and xarray read them as their own."""
+    import xarray as xr
+    import zarr
+
+    gen = np.random.default_rng(0)
+    edges = gen.standard_normal((37, 11)).astype(np.float32)
+    flags = gen.random(9) > 0.5
+    key = _key("interop")
+    with store.writer("test", key, version=1) as w:
+        # chunks of 10 rows: the last chunk is partial, stored padded as Zarr v3 requires
+        w.put_tensor("edges", edges, chunks=(10, 11), dims=("row", "node"))
+        w.put_tensor("flags", flags, dims=("feature",))
+        w.put_tensor("counts", np.arange(5, dtype=np.int64))
+    obj = store.get("test", key, verify=True)
+    group = zarr.open_group(f"{obj.path}/tensors", mode="r")
+    assert np.array_equal(group["edges"][...], edges)
+    assert group["edges"].metadata.dimension_names == ("row", "node")
+    dataset = xr.open_zarr(f"{obj.path}/tensors", consolidated=False)
+    assert dataset["edges"].dims == ("row", "node")
+    assert np.array_equal(dataset["edges"].values, edges)
+    assert dataset["flags"].dtype == bool and np.array_equal(dataset["flags"].values, flags)
+    writer = store.writer("test", _key("bad dims"), version=1)
+    with pytest.raises(ValueError, match="2 dimension names for a 1-d tensor"), writer as w:
+        w.put_tensor("x", np.zeros(3), dims=("a", "b"))
+
+
+def test_reading_some_rows_reads_only_their_chunks(store: Store, monkeypatch) -> None:
+    from circuitflow.store import tensors
+
+    matrix = np.arange(100 * 8, dtype=np.float32).reshape(100, 8)
+    key = _key("rows")
+    with store.writer("test", key, version=1) as w:
+        w.put_tensor("edges", matrix, chunks=(10, 8))  # 10 chunks of 10 rows
+    obj = store.get("test", key)
+    read: list[str] = []
+    original = tensors.VerifyingStore.get
+
+    async def counting(self, key, prototype, byte_range=None):
+        read.append(key)
+        return await original(self, key, prototype, byte_range)
+
+    monkeypatch.setattr(tensors.VerifyingStore, "get", counting)
+    rows = obj.tensor("edges", rows=slice(25, 38))
+    assert np.array_equal(rows, matrix[25:38])
+    chunks = sorted(k for k in read if "/c/" in k)
+    assert chunks == ["tensors/edges/c/2/0", "tensors/edges/c/3/0"]
+    assert obj.torch("edges", rows=slice(99, 100)).tolist() == [matrix[99].tolist()]

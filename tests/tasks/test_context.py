@@ -30,6 +30,8 @@ def test_run_id_is_stable_across_processes(setup):
 
 def _another_valid_value(field: dataclasses.Field):
     value = field.default
+    if field.metadata["choices"]:
+        return next(c for c in field.metadata["choices"] if c != value)
     if isinstance(value, tuple):
         return ("w3",)
     if value is None:

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import torch
 from prefect import flow
 
 from circuitflow.tasks import PIPELINE, RunRequest, Setup
@@ -81,3 +82,27 @@ def test_the_inline_and_task_drivers_record_the_same_failure(prefect_api, setup,
     tasked = one(other, RunRequest("w1 zebra"))
     assert inline.status == tasked.status == "failed"
     assert inline.error == tasked.error and inline.error.startswith("PromptError: ")
+
+
+def test_an_evicted_stage_recomputes_when_a_run_needs_it(setup):
+    from circuitflow.attribution import RunParams
+    from circuitflow.store.maintenance import gc
+    from circuitflow.tasks import open_store
+
+    first = execute_run(setup, RunRequest("w3 w1 w4 w1"))
+    store = open_store(setup.store)
+    graph = RunContext(setup, RunRequest("w3 w1 w4 w1"), {s.stage: s for s in first.stages},
+                       PIPELINE).graph  # fmt: skip
+    report = gc(store, max_size=0, apply=True)
+    evicted = {i.path.split("/")[1] for i in report.items if i.kind == "evict"}
+    assert evicted == {"tokenize", "precompute", "targets", "rows", "influence"}
+    assert {s for s, _, _ in store.iter_objects()} == {"prune", "export"}
+    assert store.catalog.read("runs", first.run_id).num_rows == 1
+
+    forget_records()  # a new process: nothing in memory
+    again = execute_run(setup, RunRequest("w3 w1 w4 w1", RunParams(node_threshold=0.5)))
+    assert again.status == "ok"
+    assert {s.stage for s in again.stages if s.status == "computed"} >= {"rows", "prune"}
+    outputs = {s.stage: s for s in again.stages}
+    regraph = RunContext(setup, RunRequest("w3 w1 w4 w1"), outputs, PIPELINE).graph
+    assert torch.equal(regraph.adjacency, graph.adjacency)

@@ -7,7 +7,7 @@ import pytest
 
 from circuitflow.attribution import RunParams
 from circuitflow.attribution.target_specs import logit_diff
-from circuitflow.tasks import PIPELINE, VALIDATE_PIPELINE, RunRequest, Setup, open_store
+from circuitflow.tasks import PIPELINE, RunRequest, Setup, open_store
 from circuitflow.tasks.execute import execute_run
 from circuitflow.tasks.stages.validate import AUDIT_K, DRAWS
 from circuitflow.training.world import SEED_PROMPT
@@ -34,29 +34,26 @@ def events(store, run_id):
 def test_a_validated_run_is_cached_queryable_and_faithful(setup):
     store = open_store(setup.store)
     assert store.query("SELECT count(*) AS n FROM interventions")["n"][0].as_py() == 0
-    request = RunRequest(SEED_PROMPT)
-    plain = execute_run(setup, request)
-    validated = execute_run(setup, request, pipeline=VALIDATE_PIPELINE)
-    assert validated.run_id == plain.run_id  # the same run, with one more stage
-    assert events(store, plain.run_id) == {s.name: "cached" for s in PIPELINE} | {
-        "validate": "computed"
-    }
-
-    again = execute_run(setup, request, pipeline=VALIDATE_PIPELINE)
-    assert again.cached and events(store, plain.run_id)["validate"] == "cached"
-    execute_run(setup, request)  # without validation: the validation stays recorded
-    assert events(store, plain.run_id)["validate"] == "cached"
+    plain = execute_run(setup, RunRequest(SEED_PROMPT))
+    assert "validate" not in events(store, plain.run_id)  # plain runs skip the checks
+    request = RunRequest(SEED_PROMPT, RunParams(validate=True))
+    validated = execute_run(setup, request)
+    assert validated.run_id != plain.run_id  # the switch is a setting: its own run
+    shared = {s.name: "cached" for s in PIPELINE if s.name != "validate"}
+    assert events(store, validated.run_id) == shared | {"validate": "computed"}
+    again = execute_run(setup, request)
+    assert again.cached and again.run_id == validated.run_id
 
     rows = store.query(
         f"SELECT k, selection, draw, logit_change, prob_change, target FROM interventions "
-        f"WHERE run_id = '{plain.run_id}' ORDER BY k, selection, draw"
+        f"WHERE run_id = '{validated.run_id}' ORDER BY k, selection, draw"
     ).to_pylist()
     ks = sorted({r["k"] for r in rows})
     assert (
         ks[:4] == [1, 2, 4, AUDIT_K]
         and ks[-1]
         == store.query(
-            f"SELECT count(*) AS n FROM nodes WHERE run_id = '{plain.run_id}' "
+            f"SELECT count(*) AS n FROM nodes WHERE run_id = '{validated.run_id}' "
             "AND kind = 'feature' AND kept"
         )["n"][0].as_py()
     )
@@ -72,8 +69,8 @@ def test_a_validated_run_is_cached_queryable_and_faithful(setup):
 
 def test_a_logit_difference_run_records_its_direction(setup):
     store = open_store(setup.store)
-    params = RunParams(targets=[logit_diff(" Austin", " Dallas")])
-    outcome = execute_run(setup, RunRequest(SEED_PROMPT, params), pipeline=VALIDATE_PIPELINE)
+    params = RunParams(targets=[logit_diff(" Austin", " Dallas")], validate=True)
+    outcome = execute_run(setup, RunRequest(SEED_PROMPT, params))
     assert outcome.status == "ok", outcome.error
     (logit,) = store.catalog.read("logits", outcome.run_id).to_pylist()
     assert logit["name"] == "logit(Austin)-logit(Dallas)" and logit["kind"] == "direction"
