@@ -1,10 +1,10 @@
 """The `validate` flow: causal checks for recorded runs, stored like any stage.
 
 Each run is attributed again with its switch `validate` on: every stage it shares with the
-recorded run is found in the store, and only `validate` computes (once: validating again costs
-nothing). Like a re-pruned run, the validated run is a new run (the switch is one of its
-settings, so its id differs) beside the old one, with its `interventions` rows.
-`validation_report` reads them back as an ablation curve per run.
+recorded run is found in the store, and only `validate` computes, with `export` (its graph JSON
+names the run); validating again costs nothing. Like a re-pruned run, the validated run is a
+new run (the switch is one of its settings, so its id differs) beside the old one, with its
+`interventions` rows. `validation_report` reads them back as an ablation curve per run.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def test_validate_stores_the_curve_once_and_reports_the_catalog(invoke):
     assert first.exit_code == 0, first.output
     (report,) = json.loads(first.output)
     computed = {s["stage"] for s in report["stages"] if s["status"] == "computed"}
-    assert computed == {"validate"}
+    assert computed == {"validate", "export"}  # export: its graph JSON names the new run
     assert report["validated"] == run_id != report["run_id"]  # a new run: validate is set
     assert report["target"] == "logit(w3)-logit(w4)"
     rows = Store(invoke.store).query(
