@@ -108,5 +108,8 @@ def test_logit_diff_option_adds_a_direction_target(invoke):
         ("w3", "token"),
         ("logit(w3)-logit(w4)", "direction"),
     ]
+    table = invoke("attribute", PROMPT, "--logit-diff", "w3", "w4")
+    assert table.exit_code == 0 and "logit(w3)-logit(w4)" in table.output
+    assert "direction" in table.output
     same = invoke("attribute", PROMPT, "--logit-diff", "w3", "w3")
     assert same.exit_code == 2 and "two different tokens" in same.output
