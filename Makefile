@@ -9,9 +9,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup test demo lint format clean
+.PHONY: setup browser test demo lint format clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The viewer's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. Then the project with
 # its test extra, against the exact versions in constraints.txt.
@@ -22,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 DEMO_PROMPT := The capital of the state containing Dallas is
@@ -31,8 +36,10 @@ demo: $(STAMP)
 	$(VENV)/bin/circuitflow attribute "$(DEMO_PROMPT)"
 	@echo
 	@echo "Next steps:"
-	@echo "  open the graph JSON above in a Neuronpedia-compatible viewer, or write it out:"
-	@echo "    .venv/bin/circuitflow export <run_id> --out dallas.json"
+	@echo "  see the graph in your browser (live re-pruning, pinning, plots):"
+	@echo "    .venv/bin/circuitflow view <run_id>"
+	@echo "  write it for circuit-tracer's or Neuronpedia's frontend:"
+	@echo "    .venv/bin/circuitflow export <run_id> --graph_file_dir graphs/"
 	@echo "  query every run in the catalog with SQL:"
 	@echo "    .venv/bin/circuitflow query \"SELECT run_id, prompt, n_nodes_kept, replacement_score FROM runs\""
 	@echo "  re-prune at another threshold (only prune and export recompute):"

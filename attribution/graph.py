@@ -133,8 +133,7 @@ class AttributionGraph(Record):
         return [self.node(index) for index in range(self.n_nodes)]
 
     def node_ids(self) -> list[str]:
-        """Stable string ids, in node order: features '{layer}_{feature}_{pos}', errors
-        'err_{layer}_{pos}', tokens 'E_{token id}_{pos}', logits 'L_{token id}_{pos}'."""
+        """Stable string ids, in node order, in the field's convention (see `node_id`)."""
         return [node_id(node) for node in self.nodes()]
 
     def token(self, pos: int) -> str | None:
@@ -143,14 +142,19 @@ class AttributionGraph(Record):
 
 
 def node_id(node: Node) -> str:
-    """A node's string id (see `AttributionGraph.node_ids`)."""
+    """A node's string id, as circuit-tracer and Neuronpedia write them.
+
+    features '{layer}_{feature}_{pos}'; errors '{layer}_-1_{pos}' (feature -1: no feature, and
+    no collision with a feature id); tokens 'E_{token id}_{pos}'; logits
+    '{n_layers + 1}_{token id}_{pos}' (one layer above the last, where the output sits).
+    """
     if node.kind == "feature":
         return f"{node.layer}_{node.feature}_{node.pos}"
     if node.kind == "error":
-        return f"err_{node.layer}_{node.pos}"
+        return f"{node.layer}_-1_{node.pos}"
     if node.kind == "token":
         return f"E_{node.token_id}_{node.pos}"
-    return f"L_{node.token_id}_{node.pos}"
+    return f"{node.layer + 1}_{node.token_id}_{node.pos}"
 
 
 def assemble(

@@ -103,15 +103,21 @@ def prune(
     graph,
     node_threshold: float = DEFAULTS.node_threshold,
     edge_threshold: float = DEFAULTS.edge_threshold,
+    influence: torch.Tensor | None = None,
 ) -> PruneResult:
-    """Keep the nodes and edges that carry the given shares of influence on the logits."""
-    return prune_with_details(graph, node_threshold, edge_threshold).result
+    """Keep the nodes and edges that carry the given shares of influence on the logits.
+
+    `influence`: the whole graph's node influence (`node_influence(graph)[0]`), when the caller
+    already has it; it does not depend on the thresholds, so re-pruning need not recompute it.
+    """
+    return prune_with_details(graph, node_threshold, edge_threshold, influence).result
 
 
 def prune_with_details(
     graph,
     node_threshold: float = DEFAULTS.node_threshold,
     edge_threshold: float = DEFAULTS.edge_threshold,
+    influence: torch.Tensor | None = None,
 ) -> PruneDetails:
     """`prune`, also returning the kept edges' scores and the pruned graph's influence trace."""
     check("node_threshold", node_threshold, ThresholdError)
@@ -121,7 +127,8 @@ def prune_with_details(
     adjacency = graph.adjacency
     weights = logit_weights(n_nodes, graph.logit_probabilities, adjacency.device)
 
-    influence, _ = influence_series(adjacency, weights)
+    if influence is None:
+        influence, _ = influence_series(adjacency, weights)
     node_mask = influence >= _sorted_cut(influence, node_threshold)
     node_mask[n_nodes - n_always :] = True
 
@@ -134,21 +141,25 @@ def prune_with_details(
     cut = mass_threshold(scores, edge_threshold)
     sub_edges = scores >= cut if cut > 0 else scores > 0
 
+    # Drop nodes that lost their edges, until nothing changes. Every edge lies between kept
+    # nodes, so this works on their submatrix.
+    sub_nodes = torch.ones(len(kept), dtype=torch.bool, device=adjacency.device)
+    prunable = kept < n_nodes - n_always  # feature and error nodes
+    is_feature = kept < n_features
+    while True:
+        before = sub_nodes.clone()
+        sub_nodes &= ~prunable | sub_edges.any(dim=0)  # some outgoing edge
+        sub_nodes &= ~is_feature | sub_edges.any(dim=1)  # some incoming edge
+        if torch.equal(before, sub_nodes):
+            break
+        sub_edges[~sub_nodes] = False
+        sub_edges[:, ~sub_nodes] = False
+    node_mask = torch.zeros(n_nodes, dtype=torch.bool, device=adjacency.device)
+    node_mask[kept[sub_nodes]] = True
     edge_mask = torch.zeros(n_nodes, n_nodes, dtype=torch.bool, device=adjacency.device)
     edge_mask[kept[:, None], kept[None, :]] = sub_edges
 
-    # Drop nodes that lost their edges, until nothing changes.
-    prunable = n_nodes - n_always
-    while True:
-        before = node_mask.clone()
-        node_mask[:prunable] &= edge_mask[:, :prunable].any(dim=0)  # some outgoing edge
-        node_mask[:n_features] &= edge_mask[:n_features].any(dim=1)  # some incoming edge
-        if torch.equal(before, node_mask):
-            break
-        edge_mask[~node_mask] = False
-        edge_mask[:, ~node_mask] = False
-
-    local = torch.nonzero(edge_mask[kept[:, None], kept[None, :]])  # (n_edges, 2) in sub indices
+    local = torch.nonzero(sub_edges)  # (n_edges, 2) in sub indices
     edge_trace = []
     for term in sub_trace:
         full = torch.zeros(n_nodes, dtype=term.dtype, device=term.device)

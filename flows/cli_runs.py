@@ -1,4 +1,5 @@
-"""The circuitflow commands that run flows: attribute, sweep, reprune, export, schedule.
+"""The circuitflow commands that run flows: attribute, sweep, reprune, schedule (and, from their
+own modules, export and view).
 
 Parsing and printing only; the flows do the work. The run settings' options come from
 `RunParams` (see `flows.options`). Prefect is configured before it is first imported, inside
@@ -156,6 +157,7 @@ def print_report(report: dict) -> None:
         stages.add_row(s["stage"], s["status"], f"{s['seconds']:.3f}")
     console.print(stages)
     console.print(f"graph JSON (Neuronpedia format): {report['graph_json']}", highlight=False)
+    console.print(f"see it: circuitflow view {report['run_id']}", highlight=False)
     console.print(
         f'query it: circuitflow query "SELECT layer, pos, token, feature, influence FROM nodes '
         f"WHERE run_id = '{report['run_id']}' AND kept ORDER BY influence DESC LIMIT 10\"",
@@ -291,37 +293,6 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
         )
 
 
-# ------------------------------------------------------------------------------------- export
-
-
-@click.command()
-@click.argument("run_id")
-@click.option(
-    "--out", type=click.Path(dir_okay=False), default=None, help="Write here [default: stdout]."
-)
-@click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
-def export(run_id: str, out: str | None, store_url: str | None) -> None:
-    """Write a run's pruned graph as Neuronpedia-format JSON.
-
-    \b
-    Example:
-      circuitflow export 20d56149989e41d4c707 --out dallas.json
-    """
-    from circuitflow.flows.report import graph_json_object
-    from circuitflow.store import default_root
-
-    root = default_root(store_url)
-    try:
-        data = graph_json_object(root, run_id).blob("graph_json")
-    except LookupError as error:
-        raise click.ClickException(str(error)) from None
-    if out:
-        Path(out).write_bytes(data)
-        errors.print(f"wrote {out} ({len(data)} bytes)", highlight=False)
-    else:
-        click.echo(data.decode())
-
-
 # ----------------------------------------------------------------------------------- schedule
 
 
@@ -392,7 +363,10 @@ def schedule(
     )
 
 
-COMMANDS = [attribute, sweep, reprune, export, schedule, server]
+from circuitflow.flows.cli_export import export  # noqa: E402
+from circuitflow.flows.cli_view import view  # noqa: E402
+
+COMMANDS = [attribute, sweep, reprune, export, schedule, view, server]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

@@ -5,7 +5,6 @@ The numbers come from the run's catalog rows, so what the command prints is what
 
 from __future__ import annotations
 
-from circuitflow.store import StoredObject
 from circuitflow.tasks import RunOutcome, Setup, open_store
 
 
@@ -50,19 +49,3 @@ def run_report(setup: Setup, outcome: RunOutcome, top_features: int = 10) -> dic
         "graph_json": store.open("export", exported.key).blob_path("graph_json"),
         "store": setup.store,
     }
-
-
-def graph_json_object(root: str, run_id: str) -> StoredObject:
-    """The export object of a recorded run (found through its stage events)."""
-    store = open_store(root)
-    events = store.catalog.read("stage_events", run_id).to_pylist()
-    keys = [e["key"] for e in events if e["stage"] == "export"]
-    if not keys:
-        raise LookupError(f"no run {run_id!r} with an exported graph in the store at {root}")
-    obj = store.get("export", keys[0])
-    if obj is None:
-        raise LookupError(
-            f"run {run_id!r}'s exported graph is gone from the store (removed or damaged): "
-            "run the same `circuitflow attribute` again to recompute it"
-        )
-    return obj

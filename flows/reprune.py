@@ -7,28 +7,18 @@ ids differ) beside the old ones.
 
 from __future__ import annotations
 
-import json
-
 from prefect import flow
 
-from circuitflow.attribution import RunParams
 from circuitflow.flows.attribute import attribute_prompt
 from circuitflow.tasks import RunOutcome, RunRequest, Setup, open_store
+from circuitflow.tasks.recorded import UnknownRunError, recorded_request
 
-
-class UnknownRunError(ValueError):
-    """A run id the catalog does not hold (or holds only as failed)."""
+__all__ = ["UnknownRunError", "reprune", "stored_request"]
 
 
 def stored_request(store_root: str, rid: str) -> tuple[Setup, RunRequest]:
     """The setup and request of a recorded run, from its `runs` row."""
-    rows = open_store(store_root).catalog.read("runs", rid).to_pylist()
-    ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
-        raise UnknownRunError(f"no successful run {rid!r} in the catalog at {store_root}")
-    row = ok[0]
-    setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store_root)
-    return setup, RunRequest(row["prompt"], RunParams.from_dict(json.loads(row["params"])))
+    return recorded_request(open_store(store_root), rid)
 
 
 @flow(name="reprune")

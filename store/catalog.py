@@ -7,7 +7,7 @@ Tables. The store knows none: the code that fills the catalog registers each tab
 imports neither torch nor the pipeline) still knows every table, empty ones included.
 
 Batches. Rows are written in batches, one directory per batch holding one Parquet file per
-table and a `commit.json` that lists the batch's runs::
+table and a `commit.json` that lists, for each table, the runs it holds rows of::
 
     <root>/tables/batches/<batch id>/commit.json, runs.parquet, nodes.parquet, ...
 
@@ -17,11 +17,12 @@ dozen files, which is what both the writer and DuckDB want. A batch is written u
 written last and is the commit): readers see a whole batch or nothing, and a killed writer
 leaves no partial rows.
 
-Exactly once. A run whose rows are marked *final* (a successful run) is recorded once: under
-the catalog's lock, a batch drops the runs some committed batch already holds as final. A run
-recorded non-final (a failed run) may be recorded again; its rows in the latest batch that holds
-it are the live ones, and older batches' rows for it are hidden from reads and queries
-(`CatalogState.stale`).
+Exactly once. Rows are kept per (table, run). Rows marked *final* (a successful run's) are
+recorded once: under the catalog's lock, a batch drops the (table, run) pairs some committed
+batch already holds as final. Rows recorded non-final (a failed run, a saved subgraph that may
+be saved again) may be recorded again; the latest batch's rows for that (table, run) are the
+live ones, and older batches' are hidden from reads and queries (`CatalogState.stale`). A new
+table for an already recorded run (a subgraph saved later) is simply added.
 
 Compaction (see `store.maintenance.compact`) merges small batches into one whose `commit.json`
 names the batches it absorbed (`sources`). Readers skip absorbed batches, so a compaction
@@ -102,12 +103,13 @@ def new_batch_id() -> str:
 
 @dataclass(frozen=True)
 class Batch:
-    """A committed batch: its runs (run id -> final), its tables' row counts, what it absorbed."""
+    """A committed batch: for each table, the runs it holds rows of (run id -> final), and the
+    batches it absorbed (a compaction's)."""
 
     id: str
     path: str
-    runs: dict[str, bool]
-    tables: dict[str, int]
+    tables: dict[str, dict[str, bool]]
+    rows: dict[str, int]  # table -> rows in its file
     sources: tuple[str, ...] = ()
 
     def file(self, table: str) -> str:
@@ -116,12 +118,12 @@ class Batch:
 
 @dataclass
 class CatalogState:
-    """The live batches at one moment, and where each run's live rows are."""
+    """The live batches at one moment, and where each (table, run)'s live rows are."""
 
     batches: list[Batch]  # live (not absorbed by a compaction), in commit order
     absorbed: list[Batch]  # committed but absorbed: still on disk, never read
-    latest: dict[str, str]  # run id -> the batch holding its live rows
-    final: set[str]  # runs recorded as final
+    latest: dict[tuple[str, str], str]  # (table, run id) -> the batch holding its live rows
+    final: set[tuple[str, str]]  # (table, run id) recorded as final
 
     def files(self, table: str) -> list[str]:
         return [b.file(table) for b in self.batches if table in b.tables]
@@ -130,11 +132,14 @@ class CatalogState:
         """Files of `table` holding rows of runs recorded again later: file -> those run ids."""
         hidden: dict[str, list[str]] = {}
         for batch in self.batches:
-            if table in batch.tables:
-                runs = [r for r in batch.runs if self.latest[r] != batch.id]
-                if runs:
-                    hidden[batch.file(table)] = runs
+            runs = [r for r in batch.tables.get(table, ()) if self.latest[table, r] != batch.id]
+            if runs:
+                hidden[batch.file(table)] = runs
         return hidden
+
+    def recorded(self, run_id: str) -> bool:
+        """True when some table holds final rows of `run_id`."""
+        return any(run == run_id for _, run in self.final)
 
 
 class Catalog:
@@ -201,13 +206,14 @@ class Catalog:
                 committed.append(batch)
         absorbed_ids = {s for b in committed for s in b.sources}
         live = [b for b in committed if b.id not in absorbed_ids]
-        latest: dict[str, str] = {}
-        final: set[str] = set()
+        latest: dict[tuple[str, str], str] = {}
+        final: set[tuple[str, str]] = set()
         for batch in live:  # commit order: later batches win
-            for run, is_final in batch.runs.items():
-                latest[run] = batch.id
-                if is_final:
-                    final.add(run)
+            for table, runs in batch.tables.items():
+                for run, is_final in runs.items():
+                    latest[table, run] = batch.id
+                    if is_final:
+                        final.add((table, run))
         absorbed = [b for b in committed if b.id in absorbed_ids]
         return CatalogState(live, absorbed, latest, final)
 
@@ -217,11 +223,13 @@ class Catalog:
             doc = json.loads(self.location.fs.cat_file(posixpath.join(path, COMMIT)))
         except (FileNotFoundError, ValueError):
             return None  # not committed (a remote write in progress), or damaged: not read
-        return Batch(name, path, doc["runs"], doc["tables"], tuple(doc.get("sources", ())))
+        held = {table: entry["runs"] for table, entry in doc["tables"].items()}
+        rows = {table: entry["rows"] for table, entry in doc["tables"].items()}
+        return Batch(name, path, held, rows, tuple(doc.get("sources", ())))
 
     def recorded(self, run_id: str) -> bool:
-        """True when a committed batch holds final rows for `run_id`."""
-        return run_id in self.state().final
+        """True when a committed batch holds final rows of `run_id` (in any table)."""
+        return self.state().recorded(run_id)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -276,8 +284,8 @@ class Catalog:
         self, runs: Mapping[str, Mapping[str, Any]], *, final: Iterable[str] = ()
     ) -> Batch | None:
         """Record several runs at once: run id -> {table: rows}; `final` names the runs whose
-        rows are final (recorded once). Runs already recorded as final are left out; returns
-        the committed batch, or None when nothing was left to write."""
+        rows are final (recorded once). (table, run) pairs already recorded as final are left
+        out; returns the committed batch, or None when nothing was left to write."""
         final = set(final)
         prepared = {
             run: {table: self.prepare(table, run, rows) for table, rows in tables.items()}
@@ -286,18 +294,20 @@ class Catalog:
         with self.lock():
             self._record_schemas()
             done = self.state().final
-            todo = {run: tables for run, tables in prepared.items() if run not in done}
-            if not todo:
+            parts: dict[str, list[pa.Table]] = {}
+            held: dict[str, dict[str, bool]] = {}
+            for run, tables in prepared.items():
+                for table, data in tables.items():
+                    if (table, run) not in done:
+                        parts.setdefault(table, []).append(data)
+                        held.setdefault(table, {})[run] = run in final
+            if not parts:
                 return None
-            tables: dict[str, list[pa.Table]] = {}
-            for run_tables in todo.values():
-                for table, data in run_tables.items():
-                    tables.setdefault(table, []).append(data)
-            merged = {t: pa.concat_tables(parts) for t, parts in tables.items()}
-            return self.publish({run: run in final for run in todo}, merged)
+            merged = {t: pa.concat_tables(p) for t, p in parts.items()}
+            return self.publish(held, merged)
 
     def write_run(self, run_id: str, tables: Mapping[str, Any], *, final: bool = True) -> bool:
-        """Record one run's tables as one batch; False if it was already recorded as final."""
+        """Record one run's tables as one batch; False if they were all already final."""
         return self.write_batch({run_id: tables}, final=[run_id] if final else []) is not None
 
     def write(self, table: str, run_id: str, rows: Any, *, final: bool = True) -> bool:
@@ -305,17 +315,22 @@ class Catalog:
         return self.write_run(run_id, {table: rows}, final=final)
 
     def publish(
-        self, runs: dict[str, bool], tables: Mapping[str, pa.Table], sources: Iterable[str] = ()
+        self,
+        held: dict[str, dict[str, bool]],
+        tables: Mapping[str, pa.Table],
+        sources: Iterable[str] = (),
     ) -> Batch:
-        """Commit prepared tables as one batch, as given (callers hold `lock()`: `write_batch`
-        and compaction decide what goes in)."""
+        """Commit prepared tables as one batch, as given: `held` says, per table, which runs
+        it holds rows of and whether they are final. Callers hold `lock()` (`write_batch` and
+        compaction decide what goes in)."""
         batch_id = new_batch_id()
         final_path = posixpath.join(self.batches_dir, batch_id)
         commit = {
             "batch": batch_id,
             "created_at": utc_now().isoformat(),
-            "runs": runs,
-            "tables": {name: table.num_rows for name, table in tables.items()},
+            "tables": {
+                name: {"rows": table.num_rows, "runs": held[name]} for name, table in tables.items()
+            },
             "sources": sorted(sources),
         }
         loc = self.location
@@ -337,7 +352,8 @@ class Catalog:
                 with loc.fs.open(posixpath.join(final_path, f"{name}.parquet"), "wb") as f:
                     pq.write_table(table, f, compression="zstd")
             loc.fs.pipe_file(posixpath.join(final_path, COMMIT), json.dumps(commit).encode())
-        batch = Batch(batch_id, final_path, runs, commit["tables"], tuple(commit["sources"]))
+        rows = {name: table.num_rows for name, table in tables.items()}
+        batch = Batch(batch_id, final_path, dict(held), rows, tuple(commit["sources"]))
         self._commits[batch_id] = batch
         return batch
 
@@ -363,8 +379,8 @@ class Catalog:
         """A table's live rows (one run's, or all), read with pyarrow."""
         state = self.state()
         if run_id is not None:
-            where = state.latest.get(run_id)
-            batches = [b for b in state.batches if b.id == where and table in b.tables]
+            where = state.latest.get((table, run_id))
+            batches = [b for b in state.batches if b.id == where]
         else:
             batches = [b for b in state.batches if table in b.tables]
         stale = state.stale(table)

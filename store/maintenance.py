@@ -135,8 +135,8 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
                 problem = f"unreadable Parquet ({exc})"
                 report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
                 continue
-            if rows != batch.tables[table]:
-                problem = f"{rows} rows, commit.json says {batch.tables[table]}"
+            if rows != batch.rows[table]:
+                problem = f"{rows} rows, commit.json says {batch.rows[table]}"
                 report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
     return report
 
@@ -341,25 +341,24 @@ def _merge(store: Store, state, group: list) -> Compaction:
     """One batch holding the live rows of `group`, sorted by run (row-group statistics then let
     a run_id filter skip most of a file)."""
     ids = {b.id for b in group}
-    runs = {r: final for b in group for r, final in b.runs.items() if state.latest[r] in ids}
+    held: dict[str, dict[str, bool]] = {}
     tables: dict[str, list[pa.Table]] = {}
     for batch in group:
-        live = pa.array([r for r in batch.runs if state.latest[r] == batch.id], pa.string())
-        for table in batch.tables:
+        for table, runs in batch.tables.items():
+            live = {r: final for r, final in runs.items() if state.latest[table, r] == batch.id}
+            held.setdefault(table, {}).update(live)
             with store.fs.open(batch.file(table), "rb") as f:
                 data = pq.read_table(f)
-            tables.setdefault(table, []).append(data.filter(pc.is_in(data["run_id"], live)))
+            keep = pc.is_in(data["run_id"], pa.array(list(live), pa.string()))
+            tables.setdefault(table, []).append(data.filter(keep))
     merged = {
         t: pa.concat_tables(parts, promote_options="permissive").sort_by("run_id")
         for t, parts in tables.items()
     }
-    sources = {b.id for b in group} | {s for b in group for s in b.sources}
-    out = store.catalog.publish(runs, merged, sources)
+    sources = ids | {s for b in group for s in b.sources}
+    out = store.catalog.publish(held, merged, sources)
     for batch in group:
         _remove(store, batch.path, is_object=False)
-    return Compaction(
-        len(group),
-        len(runs),
-        sum(t.num_rows for t in merged.values()),
-        store.location.rel(out.path),
-    )
+    runs = {r for table_runs in held.values() for r in table_runs}
+    rows = sum(t.num_rows for t in merged.values())
+    return Compaction(len(group), len(runs), rows, store.location.rel(out.path))

@@ -3,7 +3,9 @@
 - `runs`: one row per run, with the run's setup, its status, a column for every RunParams
   field, and the columns each stage adds (`Stage.run_columns`);
 - `stage_events`: one row per stage of a run, with the key of the object it used, and whether
-  it was computed or found in the store (the store's `gc` keeps every object named there).
+  it was computed or found in the store (the store's `gc` keeps every object named there);
+- the tables people fill after a run (`ANNOTATIONS`, each declared beside its code), such as
+  `saved_subgraphs`.
 
 `catalog_tables(pipeline)` gives them all, ready to register with a `Store`; `check_pipeline`
 refuses declarations that cannot run.
@@ -19,11 +21,13 @@ import pyarrow as pa
 from circuitflow.attribution import RunParams
 from circuitflow.store import TableSchema
 from circuitflow.tasks.declare import CatalogTable, Stage
+from circuitflow.tasks.subgraphs import SAVED_SUBGRAPHS
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 RUN_STATUS = frozenset({"ok", "failed"})
 REQUEST_PARAMS = ("prompt", "run_id")  # key settings that come from the request, not RunParams
 IDENTITIES = ("model", "transcoders")
+ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS,)  # written by people, not by stages
 
 
 class PipelineError(ValueError):
@@ -34,7 +38,7 @@ def check_pipeline(pipeline: Sequence[Stage]) -> None:
     """Names unique; each stage's inputs run before it (and whenever it runs); params,
     identities and switches exist."""
     seen: dict[str, str | None] = {}  # stage -> the switch it runs under
-    tables: set[str] = {"runs", "stage_events"}
+    tables: set[str] = {"runs", "stage_events", *(t.name for t in ANNOTATIONS)}
     settings = set(RunParams.names()) | set(REQUEST_PARAMS)
     for stage in pipeline:
         if stage.name in seen:
@@ -125,6 +129,6 @@ STAGE_EVENTS = CatalogTable(
 
 def catalog_tables(pipeline: Sequence[Stage]) -> dict[str, TableSchema]:
     """Every catalog table of the pipeline, by name, ready to register with a `Store`."""
-    tables = [runs_table(pipeline), STAGE_EVENTS]
+    tables = [runs_table(pipeline), STAGE_EVENTS, *ANNOTATIONS]
     tables += [table for stage in pipeline for table in stage.tables]
     return {table.name: table.schema() for table in tables}

@@ -71,6 +71,13 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
 def _compute_and_publish(stage: Stage, run: RunContext, key: str, params: dict, inputs: dict):
     """Compute the stage's record and publish it under `key`; returns its JSON metadata."""
     record = stage.compute(run)
+    return publish_record(stage, run, record, key, params, inputs)
+
+
+def publish_record(
+    stage: Stage, run: RunContext, record, key: str, params: dict, inputs: dict
+) -> dict:
+    """Publish a stage's record under `key` (atomically); returns its JSON metadata."""
     tensors, meta, files = record.to_parts()
     attrs = {"record": meta, "retention": stage.retention}
     with run.store.writer(

@@ -12,6 +12,9 @@ os.environ.setdefault(
     "PREFECT_SERVER_DATABASE_CONNECTION_URL",
     f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='circuitflow-test-db-')}/prefect.db",
 )
+# Prefect's temporary servers (the test harness's and the commands' own) start in 7-10 s on a
+# quiet machine, but took over 50 s on a shared, loaded one: wait for them.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from circuitflow.flows.settings import configure  # noqa: E402
 
@@ -31,7 +34,7 @@ def prefect_api():
 
     from circuitflow.flows.settings import quiet_flows
 
-    with prefect_test_harness(server_startup_timeout=120), quiet_flows():
+    with prefect_test_harness(server_startup_timeout=None), quiet_flows():
         yield PREFECT_API_URL.value()
 
 
@@ -66,3 +69,33 @@ def builtin():
         return loaded[kind]
 
     return get
+
+
+SEED = "The capital of the state containing Dallas is"
+
+
+@pytest.fixture(scope="session")
+def _seed_store(tmp_path_factory):
+    """The built-in model's seed prompt, attributed once and recorded in a store of its own."""
+    from circuitflow.tasks import RunRequest, Setup
+    from circuitflow.tasks.execute import execute_run
+
+    root = tmp_path_factory.mktemp("seed") / "store"
+    outcome = execute_run(Setup.resolve(None, "plt", str(root)), RunRequest(SEED))
+    assert outcome.status == "ok", outcome.error
+    return root, outcome.run_id
+
+
+@pytest.fixture
+def seed_run(_seed_store, tmp_path):
+    """A copy of the seed run's store for one test (which may save subgraphs into it):
+    `.store` (its root), `.run_id`, and `.open()` for the run's RunContext."""
+    import shutil
+    from types import SimpleNamespace
+
+    from circuitflow.tasks.recorded import open_run
+
+    source, rid = _seed_store
+    root = str(tmp_path / "seed-store")
+    shutil.copytree(source, root)
+    return SimpleNamespace(store=root, run_id=rid, open=lambda: open_run(root, rid))

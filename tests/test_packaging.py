@@ -80,4 +80,12 @@ def test_the_installed_command_attributes_the_builtin_model_from_an_empty_direct
     report = json.loads(done.stdout)
     assert report["top_logits"][0]["token"].strip() == "Austin"
     assert report["n_nodes_kept"] > 0
+
+    # The viewer's page (its assets are package data) is written from the installed package.
+    page = run_in(
+        installed, empty, str(installed / "circuitflow"), "view", report["run_id"], "--static",
+        "-o", str(tmp_path / "page.html"), "--store", str(tmp_path / "s"),
+    )  # fmt: skip
+    assert page.returncode == 0, page.stderr[-3000:]
+    assert "use strict" in (tmp_path / "page.html").read_text()
     assert not any(empty.iterdir()) or (empty / ".circuitflow").is_dir()  # no stray files

@@ -32,5 +32,8 @@ def test_every_index_maps_to_its_node_in_design_order():
         Node("logit", 2, 2, token_id=41),
     ]
     assert graph.node(graph.error_start + 1 * 3 + 2) == Node("error", 1, 2)
-    assert graph.node_ids()[:3] == ["0_7_1", "1_5_2", "err_0_0"]
-    assert graph.node_ids()[-1] == "L_41_2"
+    ids = graph.node_ids()
+    assert ids[:4] == ["0_7_1", "1_5_2", "0_-1_0", "0_-1_1"]
+    assert ids[graph.token_start : graph.token_start + 2] == ["E_3_0", "E_11_1"]
+    assert ids[-2:] == ["3_40_2", "3_41_2"]  # logits sit at layer n_layers + 1
+    assert len(set(ids)) == len(ids)

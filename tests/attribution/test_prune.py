@@ -62,3 +62,18 @@ def test_details_list_kept_edges_with_their_scores():
     # The pruned graph's influence: f0 .9 through one edge, tokens .45 each through two.
     torch.testing.assert_close(details.edge_trace[0][[0, 4, 5]], torch.tensor([0.9, 0.0, 0.0]))
     torch.testing.assert_close(details.edge_trace[1][[0, 4, 5]], torch.tensor([0.0, 0.45, 0.45]))
+
+
+@pytest.mark.parametrize("thresholds", [(0.8, 0.98), (0.5, 0.9), (1.0, 1.0)])
+def test_a_given_influence_gives_the_same_result(thresholds):
+    """Re-pruning may pass the (threshold-free) node influence it already has."""
+    from circuitflow.attribution import ReplacementModel, attribute, node_influence
+    from circuitflow.attribution.toy import random_model, random_transcoders
+
+    model = random_model("gpt2")
+    graph = attribute("w1 w2 w3 w5 w8", ReplacementModel(model, random_transcoders(model)))
+    plain = prune(graph, *thresholds)
+    given = prune(graph, *thresholds, influence=node_influence(graph)[0])
+    for a, b in zip(plain, given, strict=True):
+        assert torch.equal(a, b)
+    assert int(plain.node_mask.sum()) > 0 and int(plain.edge_mask.sum()) > 0

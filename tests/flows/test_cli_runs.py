@@ -111,6 +111,7 @@ def test_reprune_of_an_unknown_run(invoke):
         "reprune",
         "export",
         "schedule",
+        "view",
         "query",
         "store",
         "train-demo",

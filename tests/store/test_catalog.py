@@ -61,7 +61,7 @@ def test_a_final_run_is_recorded_once_and_a_non_final_one_superseded(store: Stor
         {"failing": {"runs": [{"status": "ok"}]}, "new": {"runs": [{"status": "ok"}]}},
         final=["failing", "new"],
     )
-    assert list(mixed.runs) == ["new"]
+    assert mixed.tables == {"runs": {"new": True}}
     counts = store.query("SELECT run_id, count(*) AS n FROM runs GROUP BY ALL ORDER BY 1")
     assert counts.to_pylist() == [{"run_id": "failing", "n": 1}, {"run_id": "new", "n": 1}]
 
@@ -108,6 +108,18 @@ def test_catalog_on_a_remote_filesystem(memory_store: Store) -> None:
     assert not memory_store.catalog.write("runs", RUN, [{"status": "ok"}])
     assert memory_store.catalog.read("runs")["n_tokens"].to_pylist() == [7]
     assert memory_store.query("SELECT n_tokens FROM runs").to_pylist() == [{"n_tokens": 7}]
+
+
+def test_rows_are_kept_per_table_and_run(store: Store) -> None:
+    """A later table for a recorded run is added; re-saving a non-final table supersedes only
+    that table's rows of that run."""
+    store.catalog.write_run("r", {"runs": [{"status": "ok"}], "nodes": {"node_id": ["a"]}})
+    assert store.catalog.write("logits", "r", {"rank": [0]}, final=False)
+    assert store.catalog.write("logits", "r", {"rank": [0, 1]}, final=False)
+    assert store.catalog.read("logits", "r")["rank"].to_pylist() == [0, 1]
+    assert store.catalog.read("nodes", "r")["node_id"].to_pylist() == ["a"]
+    assert store.query("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
+    assert not store.catalog.write("nodes", "r", {"node_id": ["b"]})  # final: kept as it was
 
 
 def test_the_store_knows_no_table_until_one_is_registered(store: Store) -> None:

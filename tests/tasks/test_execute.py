@@ -106,3 +106,26 @@ def test_an_evicted_stage_recomputes_when_a_run_needs_it(setup):
     outputs = {s.stage: s for s in again.stages}
     regraph = RunContext(setup, RunRequest("w3 w1 w4 w1"), outputs, PIPELINE).graph
     assert torch.equal(regraph.adjacency, graph.adjacency)
+
+
+@pytest.mark.slow
+def test_a_cached_threshold_change_loads_no_model(setup):
+    """Only prune and export compute: neither TransformerLens nor the model is loaded."""
+    import subprocess
+    import sys
+
+    execute_run(setup, RunRequest("w3 w1 w4"))
+    code = f"""
+import sys
+from circuitflow.attribution import RunParams
+from circuitflow.tasks import RunRequest, Setup
+from circuitflow.tasks.execute import execute_run
+from circuitflow.tasks import runtime
+setup = Setup.resolve({setup.model!r}, "plt", {setup.store!r})
+out = execute_run(setup, RunRequest("w3 w1 w4", RunParams(node_threshold=0.55)))
+computed = sorted(s.stage for s in out.stages if s.status == "computed")
+print(computed, "transformer_lens" in sys.modules, len(runtime._loaded))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["['export',", "'prune']", "False", "0"]

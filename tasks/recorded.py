@@ -1,0 +1,91 @@
+"""A recorded run, opened by its id: its setup and request from its `runs` row, and the objects
+its stages used from `stage_events`, as a `RunContext` that reads them from the store.
+
+Run ids come from people (pasted from `circuitflow store ls`, or from `query --format csv`,
+which quotes them), so a malformed one is refused with a line that says what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from circuitflow.attribution import RunParams
+from circuitflow.store import ObjectMissing, Store
+from circuitflow.tasks.context import RunContext, RunRequest, StageOutput, store_for
+from circuitflow.tasks.declare import Stage
+from circuitflow.tasks.pipeline import PIPELINE
+from circuitflow.tasks.runtime import Setup
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+class UnknownRunError(ValueError):
+    """A run id that is malformed, or that the catalog does not hold as a successful run."""
+
+
+def check_run_id(rid: str) -> str:
+    """`rid` if it can be a run id, else UnknownRunError saying what is wrong with it."""
+    if _RUN_ID.fullmatch(rid):
+        return rid
+    if not rid.strip():
+        hint = "it is empty"
+    elif rid[0] in "'\"" or rid[-1] in "'\"":
+        hint = "remove the quotes around it"
+    elif "/" in rid or "\\" in rid:
+        hint = "it looks like a path; give the run id alone"
+    else:
+        hint = "use letters, digits, '_', '-' and '.'"
+    raise UnknownRunError(
+        f"{rid!r} is not a run id ({hint}); `circuitflow store ls` lists the runs"
+    )
+
+
+def recorded_request(store: Store, rid: str) -> tuple[Setup, RunRequest]:
+    """The setup and request of a successful recorded run, from its `runs` row."""
+    check_run_id(rid)
+    rows = store.catalog.read("runs", rid).to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        raise UnknownRunError(
+            f"no successful run {rid!r} in the catalog at {store.location.url} "
+            "(`circuitflow store ls` lists the runs)"
+        )
+    row = ok[0]
+    setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store.root)
+    return setup, RunRequest(row["prompt"], RunParams.from_dict(json.loads(row["params"])))
+
+
+def open_run(root: str, rid: str, pipeline: Sequence[Stage] = PIPELINE) -> RunContext:
+    """A recorded run whose stages' records can be read (`run.record`, `run.graph`)."""
+    store = store_for(root, pipeline)
+    setup, request = recorded_request(store, rid)
+    outputs = {}
+    stages = {stage.name: stage for stage in pipeline}
+    for event in store.catalog.read("stage_events", rid).to_pylist():
+        stage, key = stages.get(event["stage"]), event["key"]
+        if stage is None:
+            continue  # a stage of another pipeline
+        name = key
+        if stage.identity:  # what later stages' keys use for it (see Stage.identity)
+            try:
+                name = store.open(stage.name, key).attrs["record"][stage.identity]
+            except ObjectMissing:
+                raise UnknownRunError(_gone(rid, stage.name)) from None
+        outputs[stage.name] = StageOutput(stage.name, key, event["status"], event["seconds"], name)
+    return RunContext(setup, request, outputs, pipeline, rid)
+
+
+def _gone(rid: str, stage: str) -> str:
+    return (
+        f"run {rid!r}: its stored {stage} output is gone from the store (removed or damaged); "
+        "run the same `circuitflow attribute` again to recompute it"
+    )
+
+
+def require_stored(run: RunContext, *stages: str) -> None:
+    """UnknownRunError naming the first of `stages` whose object the store no longer holds."""
+    for stage in stages:
+        if stage not in run.outputs or not run.store.exists(stage, run.outputs[stage].key):
+            raise UnknownRunError(_gone(run.run_id, stage))

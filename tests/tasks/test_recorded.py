@@ -1,0 +1,51 @@
+"""Opening a recorded run by the id a person typed: its records, or one clear reason why not."""
+
+import shutil
+
+import pytest
+import torch
+
+from circuitflow.tasks.recorded import UnknownRunError, check_run_id, open_run, require_stored
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ('"4fe76bf6dd526fd41db5"', "remove the quotes"),
+        ("'4fe76bf6dd526fd41db5'", "remove the quotes"),
+        ("runs/4fe76bf6dd526fd41db5", "looks like a path"),
+        ("../../etc/passwd", "looks like a path"),
+        ("", "it is empty"),
+        ("  ", "it is empty"),
+        ("run id", "letters, digits"),
+    ],
+)
+def test_malformed_run_ids_are_refused_with_the_reason(text, reason):
+    with pytest.raises(UnknownRunError, match=reason):
+        check_run_id(text)
+
+
+def test_a_recorded_run_reads_back_as_it_was_recorded(seed_run):
+    run = seed_run.open()
+    assert run.run_id == seed_run.run_id
+    assert run.prompt == "The capital of the state containing Dallas is"
+    kept = (
+        run.store.query(
+            f"SELECT node_id FROM nodes WHERE run_id = '{run.run_id}' AND kept "
+            "ORDER BY matrix_index"
+        )
+        .column("node_id")
+        .to_pylist()
+    )
+    mask = run.record("prune").node_mask
+    ids = run.graph.node_ids()
+    assert kept == [ids[i] for i in torch.nonzero(mask).flatten().tolist()]
+
+
+def test_unknown_runs_and_missing_objects_are_named(seed_run):
+    with pytest.raises(UnknownRunError, match="no successful run 'abc123'"):
+        open_run(seed_run.store, "abc123")
+    run = seed_run.open()
+    shutil.rmtree(run.store.object_path("prune", run.outputs["prune"].key))
+    with pytest.raises(UnknownRunError, match="stored prune output is gone"):
+        require_stored(run, "rows", "prune")
