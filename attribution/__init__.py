@@ -9,6 +9,7 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     replacement.py  the local replacement model: freezes that make the model linear
     tokens.py       prompt -> token ids, start token first
     precompute.py   stage 1: active features, error vectors, token vectors, logits
+    target_specs.py what a graph can explain, as JSON: tokens, logit differences, directions
     targets.py      stage 2: the logit nodes
     rows.py         stage 3: backward passes give the edges
     graph.py        stage 4: the square adjacency matrix
@@ -16,7 +17,8 @@ Pure PyTorch: no workflow, no storage. Read top to bottom:
     prune.py        the subgraph that carries most of the influence
     scores.py       replacement and completeness scores
     attribute.py    all stages in one call
-    intervene.py    set features to values and rerun the model
+    intervene.py    set features to values and rerun the model; generate while steering
+    ablation.py     ablation curves: the graph's top features against random ones
     neuronpedia.py  the pruned graph as Neuronpedia-format JSON
     toy.py          small random models and transcoders for tests and benchmarks
     analysis.py     analysis points: attach functions to named steps of all the above
@@ -41,11 +43,17 @@ _EXPORTS = {
     "BudgetError": "rows",
     "choose_targets": "attribute",
     "compute_rows": "rows",
+    "direction": "target_specs",
+    "generate": "intervene",
+    "Generation": "intervene",
     "graph_scores": "scores",
     "intervene": "intervene",
+    "Intervener": "intervene",
+    "InterventionError": "intervene",
     "InterventionResult": "intervene",
     "load_model": "models",
     "load_transcoders": "transcoders",
+    "logit_diff": "target_specs",
     "ModelLoadError": "models",
     "ModelMismatchError": "replacement",
     "Node": "graph",

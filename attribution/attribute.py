@@ -22,10 +22,12 @@ from circuitflow.attribution.params import DEFAULTS
 from circuitflow.attribution.precompute import Precompute, precompute
 from circuitflow.attribution.replacement import ReplacementModel
 from circuitflow.attribution.rows import check_budget, compute_rows
+from circuitflow.attribution.target_specs import Spec
 from circuitflow.attribution.targets import (
     Targets,
     check_target_settings,
     explicit_targets,
+    needs_final_residual,
     salient_targets,
 )
 from circuitflow.attribution.tokens import to_token_ids
@@ -40,12 +42,12 @@ def tokenize(model: ReplacementModel, prompt: str | Sequence[int] | torch.Tensor
 def choose_targets(
     model: ReplacementModel,
     pre: Precompute,
-    targets: Sequence[str | int] | torch.Tensor | None = None,
+    targets: Sequence[Spec] | torch.Tensor | None = None,
     *,
     max_n_logits: int = DEFAULTS.max_n_logits,
     desired_logit_prob: float = DEFAULTS.desired_logit_prob,
 ) -> Targets:
-    """Salient targets when `targets` is None, else the given tokens (strings or ids)."""
+    """Salient targets when `targets` is None, else the given specs (tokens, directions)."""
     logits = pre.last_logits.to(model.device)
     if targets is None:
         chosen = salient_targets(
@@ -56,7 +58,10 @@ def choose_targets(
             desired_logit_prob=desired_logit_prob,
         )
     else:
-        chosen = explicit_targets(targets, logits, model.W_U, model.tokenizer)
+        final = model.final_residual(pre.tokens)[-1] if needs_final_residual(targets) else None
+        chosen = explicit_targets(
+            targets, logits, model.W_U, model.tokenizer, final_residual=final, b_U=model.model.b_U
+        )
     if analysis.wants("targets_end"):
         analysis.fire(
             "targets_end",
@@ -78,7 +83,7 @@ def attribute(
     prompt: str | Sequence[int] | torch.Tensor,
     model: ReplacementModel,
     *,
-    targets: Sequence[str | int] | torch.Tensor | None = None,
+    targets: Sequence[Spec] | torch.Tensor | None = None,
     max_n_logits: int = DEFAULTS.max_n_logits,
     desired_logit_prob: float = DEFAULTS.desired_logit_prob,
     max_feature_nodes: int | None = DEFAULTS.max_feature_nodes,
@@ -90,8 +95,11 @@ def attribute(
 
     prompt: text, token ids or a 1-D tensor; a start token is prepended unless the first token
         is a special token.
-    targets: tokens (strings that are one token, or ids) to explain; None picks the most
-        probable tokens until `desired_logit_prob` of probability, at most `max_n_logits`.
+    targets: what to explain; None picks the most probable tokens until `desired_logit_prob`
+        of probability, at most `max_n_logits`. Else a list of tokens (strings that are one
+        token, or ids) and directions: `logit_diff(" Austin", " Dallas")`,
+        `direction(name, vector)` (from `attribution.target_specs`) or circuit-tracer's
+        `CustomTarget(name, weight, vector)`.
     max_feature_nodes: a budget of feature nodes, filled in order of estimated influence;
         None keeps every active feature.
     batch_size: targets per backward pass; update_interval: batches between re-rankings.

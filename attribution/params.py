@@ -12,15 +12,27 @@ Each field carries its help text and its check in `dataclasses.field(metadata=..
     flag:     the command-line option, when not --field-name (e.g. --target for `targets`)
     aliases:  more option names that mean the same (circuit-tracer's spellings)
     choices:  the values a text setting takes
+    more:     further options that add items to a list setting (`ListFlag`: --logit-diff A B)
+    column:   value -> what the catalog's `runs` table shows (when not the value itself)
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from circuitflow.attribution.target_specs import (
+    TargetSpecError,
+    canonical_targets,
+    check_targets,
+    label,
+    logit_diff,
+)
 
 
 class ParamError(ValueError):
@@ -52,6 +64,10 @@ def optional_positive_int(value: Any) -> str | None:
     return None if value is None else positive_int(value)
 
 
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
 EDGE_PRECISIONS = ("float32", "bfloat16", "float16")
 
 
@@ -61,10 +77,18 @@ def edge_precision(value: Any) -> str | None:
     return None
 
 
-def token_list(value: Any) -> str | None:
-    if not isinstance(value, tuple) or not all(isinstance(t, str | int) for t in value):
-        return f"must be a list of tokens (strings or ids), got {value!r}"
-    return None
+@dataclass(frozen=True)
+class ListFlag:
+    """A further command-line option of a list setting: each use adds one item.
+
+    `--logit-diff A B` adds `item("A", "B")` to `targets`; `metavars` names the option's
+    values (their number is the option's arity).
+    """
+
+    flag: str
+    metavars: tuple[str, ...]
+    help: str
+    item: Callable[..., Any]
 
 
 def param(
@@ -75,10 +99,24 @@ def param(
     flag: str | None = None,
     aliases: tuple[str, ...] = (),
     choices: tuple[str, ...] | None = None,
+    more: tuple[ListFlag, ...] = (),
+    column: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A RunParams field with its help text, check and command-line spelling."""
-    metadata = {"help": help, "check": check, "flag": flag, "aliases": aliases, "choices": choices}
+    metadata = {
+        "help": help,
+        "check": check,
+        "flag": flag,
+        "aliases": aliases,
+        "choices": choices,
+        "more": more,
+        "column": column,
+    }
     return field(default=default, metadata=metadata)
+
+
+def _labels(targets: tuple) -> list[str]:
+    return [label(spec) for spec in targets]
 
 
 @dataclass(frozen=True)
@@ -107,8 +145,20 @@ class RunParams:
         unit_interval,
         aliases=("--desired_logit_prob",),
     )
-    targets: tuple[str | int, ...] = param(
-        (), "Explain this token's logit instead of the salient ones.", token_list, flag="--target"
+    targets: tuple[str | int | dict, ...] = param(
+        (),
+        "Explain this token's logit instead of the salient ones.",
+        check_targets,
+        flag="--target",
+        more=(
+            ListFlag(
+                "--logit-diff",
+                ("A", "B"),
+                "Explain logit(A) - logit(B): why A rather than B. Repeatable.",
+                logit_diff,
+            ),
+        ),
+        column=_labels,
     )
     batch_size: int = param(
         64, "Targets per backward pass.", positive_int, aliases=("--batch_size",)
@@ -123,16 +173,36 @@ class RunParams:
         edge_precision,
         choices=EDGE_PRECISIONS,
     )
+    validate: bool = param(
+        False,
+        "Also check the graph causally and store the checks: ablate its top-k features and "
+        "random ones (table `interventions`).",
+        boolean,
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.targets, list):  # YAML and JSON give lists; keys need tuples
-            object.__setattr__(self, "targets", tuple(self.targets))
+        # YAML, JSON and Python give targets in several spellings; keys need the one canonical.
+        try:
+            object.__setattr__(self, "targets", canonical_targets(self.targets))
+        except TargetSpecError as error:
+            raise ParamError(f"targets: {error}", "targets") from None
         for name in self.names():
             check(name, getattr(self, name))
+
+    def __hash__(self) -> int:  # direction targets are dicts: hash the canonical JSON instead
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (targets as a list)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_columns(self) -> dict[str, Any]:
+        """The values as the catalog's `runs` table shows them (targets as short labels)."""
+        values = self.to_dict()
+        for f in dataclasses.fields(self):
+            if f.metadata["column"] is not None:
+                values[f.name] = f.metadata["column"](getattr(self, f.name))
+        return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunParams:
@@ -154,7 +224,8 @@ class RunParams:
 
 
 def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    # A copy: target specs hold dicts and lists, which callers must not change under us.
+    return copy.deepcopy(list(value)) if isinstance(value, tuple) else value
 
 
 def check(name: str, value: Any, error: type[ValueError] = ParamError) -> None:

@@ -113,6 +113,13 @@ class ReplacementModel:
             logits = self.model(tokens[None].to(self.device))
         return logits[0], cache
 
+    @torch.no_grad()
+    def final_residual(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final normalised residual (n_pos, d_model) of a plain forward pass of `tokens`:
+        what logit and direction targets read."""
+        resid = self.model(tokens[None].to(self.device), stop_at_layer=self.n_layers)
+        return self.model.ln_final(resid)[0]
+
     @contextlib.contextmanager
     def linearized(self) -> Iterator[Sites]:
         """Install the freezes; yields the `Sites` that the next forward pass fills in.

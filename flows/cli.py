@@ -13,6 +13,7 @@ configure()  # before Prefect is first imported: a quiet, project-local Prefect
 import click
 from rich.table import Table
 
+from circuitflow.flows.cli_causal import CAUSAL_COMMANDS
 from circuitflow.flows.cli_runs import COMMANDS, LAZY_COMMANDS
 from circuitflow.flows.options import STORE_HELP
 from circuitflow.flows.output import (
@@ -98,7 +99,8 @@ def parse_duration(text: str) -> float:
 def query(sql: str, fmt: str, limit: int | None, store_url: str | None) -> None:
     """Run a read-only SQL query over the catalog tables.
 
-    Tables: runs, nodes, edges, logits, influence_traces, stage_events (see the README).
+    Tables: runs, nodes, edges, logits, influence_traces, stage_events, interventions (see the
+    README).
 
     \b
     Example:
@@ -239,7 +241,7 @@ def compact_cmd(store_url: str | None) -> None:
     console.print(f"compacted {sum(c.batches_in for c in done)} batches into {len(done)}")
 
 
-for _command in COMMANDS:
+for _command in [*COMMANDS, *CAUSAL_COMMANDS]:
     main.add_command(_command)
 
 

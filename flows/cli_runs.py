@@ -129,11 +129,14 @@ def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -
 def print_report(report: dict) -> None:
     console.print(f"[bold]{report['prompt']}[/bold]  (run {report['run_id']})", highlight=False)
     console.print(f"model {report['model']}, transcoders {report['transcoders']}", highlight=False)
-    logits = Table(title="top logits", header_style="bold")
-    logits.add_column("token")
-    logits.add_column("prob", justify="right")
+    logits = Table(title="targets", header_style="bold")
+    for name in ("target", "kind", "p or weight", "value"):
+        logits.add_column(name, justify="left" if name in ("target", "kind") else "right")
     for row in report["top_logits"]:
-        logits.add_row(repr(row["token"]), f"{row['prob']:.3f}")
+        name = row["name"] if row["name"] is not None else row["token"]  # older catalogs
+        weight = row["weight"] if row["weight"] is not None else row["prob"]
+        value = "" if row["value"] is None else f"{row['value']:.3f}"
+        logits.add_row(repr(name), row["kind"] or "token", f"{weight:.3f}", value)
     console.print(logits)
     console.print(
         f"{report['n_active_features']} active features, {report['n_selected_features']} feature "

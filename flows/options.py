@@ -2,7 +2,9 @@
 
 Each RunParams field becomes one option: `--node-threshold` for `node_threshold` (or the
 field's own `flag`, plus its `aliases`), typed from the default, checked by the field's check,
-with the field's help. Nothing here restates a default or a range.
+with the field's help. A list setting may declare further options that each add one item
+(`ListFlag`: `--logit-diff A B` adds a logit difference to `targets`, after the `--target`s).
+Nothing here restates a default or a range.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import click
 
-from circuitflow.attribution.params import RunParams
+from circuitflow.attribution.params import ListFlag, RunParams
 
 STORE_HELP = (
     "Store root, a path or fsspec URL [default: $CIRCUITFLOW_STORE, else ./.circuitflow/store]"
@@ -23,6 +25,8 @@ STORE_HELP = (
 def _option(field: dataclasses.Field) -> Callable:
     meta = field.metadata
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
+    if isinstance(field.default, bool):  # a switch: --validate
+        return click.option(flag, *meta["aliases"], field.name, is_flag=True, help=meta["help"])
     multiple = isinstance(field.default, tuple)
     if meta["choices"]:
         kind: Any = click.Choice(meta["choices"])
@@ -52,6 +56,30 @@ def _option(field: dataclasses.Field) -> Callable:
     )
 
 
+def _more_dest(field: dataclasses.Field, more: ListFlag) -> str:
+    return f"{field.name}__{more.flag.lstrip('-').replace('-', '_')}"
+
+
+def _more_option(field: dataclasses.Field, more: ListFlag) -> Callable:
+    """A repeatable option whose every use adds `more.item(*values)` to the list setting."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            return tuple(more.item(*values) for values in value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return click.option(
+        more.flag,
+        _more_dest(field, more),
+        nargs=len(more.metavars),
+        metavar=" ".join(more.metavars),
+        multiple=True,
+        callback=check,
+        help=more.help,
+    )
+
+
 def checked(name: str) -> Callable:
     """A click callback that checks a value given for the RunParams field `name`."""
 
@@ -68,14 +96,22 @@ def checked(name: str) -> Callable:
 def param_options(command: Callable) -> Callable:
     """Add one option per RunParams field to a click command."""
     for field in reversed(dataclasses.fields(RunParams)):
+        for more in reversed(field.metadata["more"]):
+            command = _more_option(field, more)(command)
         command = _option(field)(command)
     return command
 
 
 def params_from(kwargs: dict[str, Any]) -> RunParams:
     """The RunParams of a command's parsed options (and remove them from `kwargs`)."""
-    values = {name: kwargs.pop(name) for name in RunParams.names()}
-    values["targets"] = tuple(values["targets"] or ())
+    values = {}
+    for field in dataclasses.fields(RunParams):
+        value = kwargs.pop(field.name)
+        if isinstance(field.default, tuple):
+            value = tuple(value or ())
+            for more in field.metadata["more"]:
+                value += tuple(kwargs.pop(_more_dest(field, more)) or ())
+        values[field.name] = value
     return RunParams(**values)
 
 

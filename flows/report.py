@@ -26,7 +26,8 @@ def run_report(setup: Setup, outcome: RunOutcome, top_features: int = 10) -> dic
         "model": setup.model_label,
         "transcoders": setup.transcoders_label,
         "top_logits": [
-            {"token": r["token"], "token_id": r["token_id"], "prob": r["prob"]} for r in logits
+            {k: r.get(k) for k in ("token", "token_id", "prob", "name", "kind", "value", "weight")}
+            for r in logits
         ],
         "n_tokens": run["n_tokens"],
         "n_active_features": run["n_active_features"],

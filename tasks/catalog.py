@@ -38,8 +38,9 @@ class PipelineError(ValueError):
 
 
 def check_pipeline(pipeline: Sequence[Stage]) -> None:
-    """Names unique; each stage's inputs run before it; params and identities exist."""
-    seen: set[str] = set()
+    """Names unique; each stage's inputs run before it (and whenever it runs); params,
+    identities and switches exist."""
+    seen: dict[str, str | None] = {}  # stage -> the switch it runs under
     tables: set[str] = {"runs", "stage_events", ANALYSIS.name, *(t.name for t in ANNOTATIONS)}
     settings = set(RunParams.names()) | set(REQUEST_PARAMS)
     for stage in pipeline:
@@ -50,6 +51,15 @@ def check_pipeline(pipeline: Sequence[Stage]) -> None:
                 raise PipelineError(
                     f"stage {stage.name!r} reads {name!r}, which does not run before it"
                 )
+            if seen[name] not in (None, stage.when):
+                raise PipelineError(
+                    f"stage {stage.name!r} reads {name!r}, which runs only when {seen[name]!r}"
+                )
+        if stage.when is not None and not isinstance(_default(stage.when), bool):
+            raise PipelineError(
+                f"stage {stage.name!r} runs when {stage.when!r}, which is not a switch "
+                "(a true/false run setting)"
+            )
         for name in stage.params:
             if name not in settings:
                 raise PipelineError(f"stage {stage.name!r} is keyed by unknown setting {name!r}")
@@ -68,7 +78,12 @@ def check_pipeline(pipeline: Sequence[Stage]) -> None:
             if table.name in tables:
                 raise PipelineError(f"table {table.name!r} is declared twice")
             tables.add(table.name)
-        seen.add(stage.name)
+        seen[stage.name] = stage.when
+
+
+def _default(name: str) -> object:
+    field = RunParams.__dataclass_fields__.get(name)
+    return None if field is None else field.default
 
 
 def _param_type(field: dataclasses.Field) -> pa.DataType:
@@ -77,6 +92,8 @@ def _param_type(field: dataclasses.Field) -> pa.DataType:
         return pa.list_(pa.string())
     if annotation == "str":
         return pa.string()
+    if annotation == "bool":
+        return pa.bool_()
     return pa.float64() if annotation.startswith("float") else pa.int64()
 
 

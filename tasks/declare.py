@@ -74,6 +74,9 @@ class Stage:
     identity:   where the stage's output names itself for the stages after it: None means its
         key; a name means that field of its record (tokenize: the prompt's token digest, so two
         texts with the same tokens share everything downstream).
+    when:       a switch (a true/false RunParams field) that the stage runs under: only runs
+        whose setting is true run it, the others skip it (and its tables) entirely. `validate`
+        runs when `validate` is set: the causal checks are asked for, not paid by every run.
     retention:  what a size-bounded store (`store gc --max-size`) may do with its objects:
         "recompute-first" (evicted first: large and cheap to recompute, like edge matrices),
         "recompute" (evicted next), "keep" (never evicted: what people read, like pruned graphs).
@@ -95,3 +98,4 @@ class Stage:
     identity: str | None = None
     retention: str = "recompute"
     points: tuple[str, ...] = ()
+    when: str | None = None

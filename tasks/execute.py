@@ -157,9 +157,10 @@ class RunOutcome:
 
 
 def run_chain(run: RunContext, call: Call = inline) -> list[StageOutput]:
-    """Every stage of the run, in pipeline order."""
+    """Every stage of the run, in pipeline order (those under a switch the run has off skipped)."""
     for stage in run.stages.values():
-        run.outputs[stage.name] = call(stage, run)
+        if stage.when is None or run.param(stage.when):
+            run.outputs[stage.name] = call(stage, run)
     return list(run.outputs.values())
 
 
@@ -261,7 +262,7 @@ def _run_row(run: RunContext) -> dict:
         "transcoders": setup.transcoders,
         "transcoders_digest": identity(setup, "transcoders"),
         "prompt": run.prompt,
-        **run.params.to_dict(),
+        **run.params.to_columns(),
         "params": canonical_json(run.params.to_dict()),
         "code_version": default_code_version(),
     }
@@ -271,14 +272,13 @@ def catalog_entries(run: RunContext, seconds: float) -> dict[str, list[dict]]:
     """A finished run's entries for every catalog table: the stages' tables, its stage
     events, and its `runs` row (with `seconds`, the run's wall time)."""
     start = time.perf_counter()
-    tables = {
-        table.name: table.entries(run) for stage in run.stages.values() for table in stage.tables
-    }
+    ran = [stage for stage in run.stages.values() if stage.name in run.outputs]
+    tables = {table.name: table.entries(run) for stage in ran for table in stage.tables}
     tables["stage_events"] = [
         {"stage": o.stage, "key": o.key, "status": o.status, "seconds": o.seconds}
         for o in run.outputs.values()
     ]
-    columns = {c.name: c.value(run) for stage in run.stages.values() for c in stage.run_columns}
+    columns = {c.name: c.value(run) for stage in ran for c in stage.run_columns}
     row = _run_row(run) | columns | {"status": "ok"}
     row["seconds"] = seconds + (time.perf_counter() - start)
     tables["runs"] = [row]

@@ -52,6 +52,25 @@ def toy_model_dir(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="session")
+def builtin():
+    """The built-in model with its per-layer ("plt") or cross-layer ("clt") transcoders, as a
+    ReplacementModel, loaded once per session: builtin("plt")."""
+    from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
+    from circuitflow.models import BUILTIN_MODEL
+
+    model = load_model(BUILTIN_MODEL)
+    loaded = {}
+
+    def get(kind: str = "plt") -> ReplacementModel:
+        if kind not in loaded:
+            transcoders = load_transcoders(BUILTIN_MODEL / "transcoders" / kind)
+            loaded[kind] = ReplacementModel(model, transcoders)
+        return loaded[kind]
+
+    return get
+
+
 SEED = "The capital of the state containing Dallas is"
 
 

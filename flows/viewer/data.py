@@ -143,9 +143,11 @@ class RunView:
                 "logits": [
                     {
                         "rank": r["rank"],
-                        "token": r["token"],
+                        # A direction target (issue 14) has a name and a weight, no token.
+                        "token": r["token"] if r["token"] is not None else r["name"],
                         "token_id": r["token_id"],
-                        "prob": r["prob"],
+                        "prob": r["prob"] if r["prob"] is not None else r["weight"],
+                        "kind": r["kind"] or "token",
                         "id": self.ids[graph.logit_start + r["rank"]],
                     }
                     for r in logits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from circuit_tracer.attribution.attribute import attribute as reference_attribute
 from circuit_tracer.graph import compute_graph_scores, prune_graph
@@ -12,7 +13,13 @@ from circuit_tracer.transcoder.activation_functions import TopK
 from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
 from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
 
-__all__ = ["compute_graph_scores", "prune_graph", "reference_attribute", "reference_model"]
+__all__ = [
+    "assert_same_graph",
+    "compute_graph_scores",
+    "prune_graph",
+    "reference_attribute",
+    "reference_model",
+]
 
 
 def reference_model(model, transcoders) -> TransformerLensReplacementModel:
@@ -47,6 +54,23 @@ def reference_model(model, transcoders) -> TransformerLensReplacementModel:
     ref.load_state_dict(model.state_dict())
     ref._configure_replacement_model(ref_tc)
     return ref
+
+
+def assert_same_graph(ours, ref) -> None:
+    """Our AttributionGraph against the reference's Graph: the same targets and weights, the
+    adjacency within 1e-4 of the largest |A|, the same pruning masks and scores."""
+    from circuitflow.attribution import graph_scores, prune
+
+    assert ours.logit_token_ids.tolist() == [t.vocab_idx for t in ref.logit_targets]
+    torch.testing.assert_close(ours.logit_probabilities, ref.logit_probabilities.float())
+    ref_A = ref.adjacency_matrix
+    assert ours.adjacency.shape == ref_A.shape
+    assert (ours.adjacency - ref_A).abs().max() <= 1e-4 * ref_A.abs().max()
+    mine, theirs = prune(ours), prune_graph(ref)
+    assert torch.equal(mine.node_mask, theirs.node_mask)
+    assert torch.equal(mine.edge_mask, theirs.edge_mask)
+    torch.testing.assert_close(mine.cumulative_scores, theirs.cumulative_scores)
+    assert graph_scores(ours) == pytest.approx(compute_graph_scores(ref), abs=1e-5)
 
 
 def reference_graph(graph, cfg, prompt: str = "", tokenizer_dir: str | None = None):

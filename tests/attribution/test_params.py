@@ -39,7 +39,9 @@ def test_round_trip_through_plain_values():
         ({"batch_size": True}, "batch_size must be a positive integer"),
         ({"max_feature_nodes": 2.5}, "max_feature_nodes must be a positive integer"),
         ({"update_interval": -1}, "update_interval must be a positive integer"),
-        ({"targets": ("w1", 2.5)}, "targets must be a list of tokens"),
+        ({"targets": ("w1", 2.5)}, "targets: a target is a token (string or id)"),
+        ({"targets": "w1"}, "targets: must be a list of targets"),
+        ({"targets": [{"logit_diff": ["w1", "w1"]}]}, "two different tokens"),
         ({"speed": 3}, "speed is not a run setting"),
     ],
 )

@@ -1,5 +1,6 @@
 """The run commands of the CLI: --json against the catalog, re-pruning, export, bad input."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,19 +10,6 @@ from click.testing import CliRunner
 from circuitflow.attribution.neuronpedia import validate
 from circuitflow.flows.cli import main
 from circuitflow.store import Store
-
-
-@pytest.fixture
-def invoke(prefect_api, toy_model_dir, tmp_path):
-    runner = CliRunner()
-    store = str(tmp_path / "store")
-
-    def run(*args, model=True):
-        extra = ["--model", str(toy_model_dir)] if model else []
-        return runner.invoke(main, [*args, *extra, "--store", store], catch_exceptions=False)
-
-    run.store = store
-    return run
 
 
 def test_attribute_json_equals_the_catalog(invoke):
@@ -78,7 +66,7 @@ def test_summary_names_the_graph_and_how_to_query(invoke):
     result = invoke("attribute", "w5 w3 w8 w1")
     assert result.exit_code == 0, result.output
     for text in (
-        "top logits",
+        "targets",
         "replacement score",
         "most influential features",
         "stages",
@@ -117,7 +105,19 @@ def test_reprune_of_an_unknown_run(invoke):
 
 @pytest.mark.parametrize(
     "command",
-    ["attribute", "sweep", "reprune", "export", "schedule", "view", "query", "store", "train-demo"],
+    [
+        "attribute",
+        "sweep",
+        "reprune",
+        "export",
+        "schedule",
+        "view",
+        "query",
+        "store",
+        "train-demo",
+        "validate",
+        "steer",
+    ],
 )
 def test_every_command_explains_itself(command):
     result = CliRunner().invoke(main, [command, "--help"])
@@ -136,8 +136,11 @@ def test_run_options_come_from_run_params():
 
     for command in ("attribute", "sweep", "schedule"):
         text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
-        for name in RunParams.names():
+        for field in dataclasses.fields(RunParams):
+            name = field.name
             flag = "--target" if name == "targets" else "--" + name.replace("_", "-")
             assert flag in text, (command, flag)
+            for more in field.metadata["more"]:  # e.g. --logit-diff A B for targets
+                assert f"{more.flag} {' '.join(more.metavars)}" in text, (command, more.flag)
     text = CliRunner().invoke(main, ["attribute", "--help"], terminal_width=200).output
     assert "[default: 0.8]" in text and "[default: 0.98]" in text

@@ -81,7 +81,7 @@ def test_killed_sweep_resumes_without_recomputing(prefect_api, toy_model_dir, tm
     assert sorted(r["prompt"] for r in rows) == sorted(prompts)
 
 
-def test_sweep_on_an_existing_dask_cluster(prefect_api, toy_model_dir, tmp_path):
+def test_validated_sweep_on_an_existing_dask_cluster(prefect_api, toy_model_dir, tmp_path):
     from distributed import LocalCluster
 
     (tmp_path / "prompts.txt").write_text("w1 w2 w3\nw4 w5\n")
@@ -97,10 +97,15 @@ def test_sweep_on_an_existing_dask_cluster(prefect_api, toy_model_dir, tmp_path)
             str(tmp_path / "store"),
             "--dask-address",
             cluster.scheduler_address,
+            "--validate",
             "--json",
         ]
         env = os.environ | {"PREFECT_API_URL": prefect_api}
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [o["status"] for o in json.loads(done.stdout)] == ["ok", "ok"]
+    outcomes = json.loads(done.stdout)
+    assert [o["status"] for o in outcomes] == ["ok", "ok"]
+    assert all("validate" in {s["stage"] for s in o["stages"]} for o in outcomes)
     assert len(recorded(tmp_path / "store")) == 2
+    checked = Store(tmp_path / "store").catalog.read("interventions").to_pylist()  # --validate
+    assert {r["run_id"] for r in checked} == {o["run_id"] for o in outcomes}

@@ -59,6 +59,12 @@ def test_yaml_grid_multiplies_prompts_and_settings(tmp_path):
         ("l.yaml", "prompts: [w1]\ngrid: {node_threshold: 0.5}\n", "must be a non-empty list"),
         ("m.yaml", "prompts: [w1\n", "not valid YAML"),
         ("n.yaml", "- w1\n- w2\n", "a sweep YAML is a mapping"),
+        (
+            "o.yaml",
+            "prompts: [w1]\nparams:\n  targets: [{logit_diff: [w1, w1]}]\n",
+            r"o.yaml:3: params.targets: 'logit_diff' needs two different tokens",
+        ),
+        ("p.yaml", "prompts: [w1]\ngrid:\n  targets: [[{direction: d}]]\n", "needs a 'vector'"),
     ],
 )
 def test_bad_sweep_files(tmp_path, name, text, message):
@@ -101,3 +107,21 @@ def test_every_run_setting_is_a_sweep_key(tmp_path):
     (tmp_path / "all.yaml").write_text(f"prompts: [w1]\nparams:\n{lines}\n")
     items, _ = expand(tmp_path / "all.yaml", RunParams(), None)
     assert items[0].request.params.targets == ("w1",)
+
+
+def test_targets_in_a_sweep_yaml(tmp_path):
+    """Tokens, logit differences and directions, as a sweep file writes them."""
+    (tmp_path / "t.yaml").write_text(
+        "prompts: [w1 w2]\n"
+        "grid:\n"
+        "  targets:\n"
+        "    - [w3]\n"
+        "    - [{logit_diff: [w3, w4]}, {token: w5}]\n"
+        "    - [{direction: up, vector: [1, 0, 2], weight: 0.5}]\n"
+    )
+    items, _ = expand(tmp_path / "t.yaml", RunParams(), None)
+    assert [i.request.params.targets for i in items] == [
+        ("w3",),
+        ({"logit_diff": ["w3", "w4"]}, "w5"),
+        ({"direction": "up", "vector": [1.0, 0.0, 2.0], "weight": 0.5},),
+    ]

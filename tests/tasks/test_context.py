@@ -32,6 +32,8 @@ def _another_valid_value(field: dataclasses.Field):
     value = field.default
     if field.metadata["choices"]:
         return next(c for c in field.metadata["choices"] if c != value)
+    if isinstance(value, bool):
+        return not value
     if isinstance(value, tuple):
         return ("w3",)
     if value is None:

@@ -99,7 +99,7 @@ def test_the_extra_table_is_registered_and_the_default_pipeline_is_untouched():
     assert "top_nodes" in catalog_tables(EXTENDED)
     assert "top_nodes" not in catalog_tables(PIPELINE)
     assert [s.name for s in PIPELINE] == [
-        "tokenize", "precompute", "targets", "rows", "influence", "prune", "export",
+        "tokenize", "precompute", "targets", "rows", "influence", "prune", "export", "validate",
     ]  # fmt: skip
 
 
@@ -110,6 +110,8 @@ def test_the_extra_table_is_registered_and_the_default_pipeline_is_untouched():
         ({"params": ("speed",)}, "unknown setting 'speed'"),
         ({"name": "prune"}, "two stages are named 'prune'"),
         ({"identities": ("weather",)}, "unknown identity 'weather'"),
+        ({"when": "batch_size"}, "runs when 'batch_size', which is not a switch"),
+        ({"inputs": ("validate",)}, "reads 'validate', which runs only when 'validate'"),
     ],
 )
 def test_bad_declarations_are_refused(change, message):

@@ -145,3 +145,23 @@ def test_analysis_plot_draws_the_series_the_analysis_captured(analysed_seed):
     # The whole graph's series is the one the trace plot draws from the stored record.
     node, stored = captured["phases"]["node"], view.trace_plot()
     assert [s["counts"] for s in node["steps"]] == [s["counts"] for s in stored["steps"]]
+
+
+def test_a_direction_target_is_shown_by_its_name_and_weight(seed_run):
+    """A logit-difference run (issue 14): its logit node has no token or probability, so the
+    panel shows the direction's name and its weight, as the node details do."""
+    from circuitflow.attribution import RunParams, logit_diff
+    from circuitflow.tasks import RunRequest, Setup
+    from circuitflow.tasks.execute import execute_run
+    from circuitflow.tasks.recorded import open_run
+
+    params = RunParams(targets=[logit_diff(" Austin", " Dallas", weight=0.5)])
+    setup = Setup.resolve(None, "plt", seed_run.store)
+    outcome = execute_run(setup, RunRequest(seed_run.open().prompt, params))
+    assert outcome.status == "ok", outcome.error
+    view = RunView(open_run(seed_run.store, outcome.run_id))
+    (logit,) = view.overview()["run"]["logits"]
+    assert logit["kind"] == "direction" and logit["token_id"] is None
+    assert logit["token"] == "logit(Austin)-logit(Dallas)" and logit["prob"] == 0.5
+    node = view.node(view.graph.logit_start)
+    assert (node["token"], node["prob"]) == (logit["token"], logit["prob"])
