@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from circuitflow.flows.cli_features import FEATURE_COMMANDS
 from circuitflow.flows.cli_server import server
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
@@ -363,7 +364,7 @@ def schedule(
 from circuitflow.flows.cli_export import export  # noqa: E402
 from circuitflow.flows.cli_view import view  # noqa: E402
 
-COMMANDS = [attribute, sweep, reprune, export, schedule, view, server]
+COMMANDS = [attribute, sweep, reprune, export, schedule, view, server, *FEATURE_COMMANDS]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
 LAZY_COMMANDS = {
     "train-demo": (

@@ -21,13 +21,16 @@ import pyarrow as pa
 from circuitflow.attribution import RunParams
 from circuitflow.store import TableSchema
 from circuitflow.tasks.declare import CatalogTable, Stage
+from circuitflow.tasks.features import FEATURES
+from circuitflow.tasks.labels import LABELS
 from circuitflow.tasks.subgraphs import SAVED_SUBGRAPHS
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 RUN_STATUS = frozenset({"ok", "failed"})
 REQUEST_PARAMS = ("prompt", "run_id")  # key settings that come from the request, not RunParams
 IDENTITIES = ("model", "transcoders")
-ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS,)  # written by people, not by stages
+# Written by people and by other flows (feature dashboards), not by the pipeline's stages.
+ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS, LABELS, FEATURES)
 
 
 class PipelineError(ValueError):
