@@ -28,6 +28,7 @@ import torch
 from circuitflow.attribution import prune
 from circuitflow.attribution.params import check
 from circuitflow.attribution.prune import ThresholdError, cumulative_shares
+from circuitflow.attribution.supernodes import proposals
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.features import find_dashboards
 from circuitflow.tasks.labels import feature_labels, set_label
@@ -280,6 +281,17 @@ class RunView:
             "label": self.label(node, token, prob),
             "dashboard": self.dashboard(node),
         }
+
+    def supernodes(self, node_threshold: float, edge_threshold: float) -> list[list[str]]:
+        """Proposed supernodes of the graph pruned at the thresholds (`attribution.supernodes`)."""
+        view = self.pruned(node_threshold, edge_threshold)
+        kept = [self.index[i] for i in view["node_ids"]]
+        features = [i for i in kept if i < self.graph.error_start]
+        labels = {}
+        for i in features:
+            node = self.graph.node(i)
+            labels[i] = self.labels.get((node.layer, node.feature), "")
+        return proposals(self.graph.adjacency, self.ids, features, kept, labels)
 
     def dashboard(self, node) -> dict | None:
         """A feature's statistics, top contexts and logits, where dashboards exist."""

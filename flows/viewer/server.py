@@ -7,6 +7,8 @@ It serves a fixed set of routes and nothing from the file system, so no path can
     GET  /api/prune?node_threshold=&edge_threshold=
                                     the graph pruned at those thresholds (`attribution.prune`)
     GET  /api/subgraphs             the run's saved subgraphs
+    GET  /api/supernodes?node_threshold=&edge_threshold=
+                                    proposed supernodes of the graph pruned there
     POST /api/subgraphs             save one: {"name", "pinnedIds", "supernodes", "clickedId"}
     POST /api/labels                label a feature: {"layer", "feature", "label", "author"?}
     GET  /api/graph.json            the run's graph document (as `circuitflow export` writes it)
@@ -94,6 +96,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
             "/api/overview": lambda: self._json(view.overview()),
             "/api/prune": lambda: self._json(self._pruned(parse_qs(url.query))),
             "/api/subgraphs": lambda: self._json(self._subgraphs()),
+            "/api/supernodes": lambda: self._json(self._supernodes(parse_qs(url.query))),
             "/api/graph.json": lambda: self._json(graph_document(view.run)[0]),
         }
         self._route(routes.get(url.path))
@@ -127,14 +130,20 @@ class ViewerHandler(BaseHTTPRequestHandler):
 
     # ----------------------------------------------------------------------------- handlers
 
+    def _supernodes(self, query: dict[str, list[str]]) -> list[list[str]]:
+        return self.server.view.supernodes(*self._thresholds(query))
+
     def _pruned(self, query: dict[str, list[str]]) -> dict:
+        return self.server.view.pruned(*self._thresholds(query))
+
+    def _thresholds(self, query: dict[str, list[str]]) -> tuple[float, float]:
         run = self.server.view.overview()["run"]
         try:
             node = float(query.get("node_threshold", [run["node_threshold"]])[0])
             edge = float(query.get("edge_threshold", [run["edge_threshold"]])[0])
         except ValueError:
             raise BadRequest("thresholds must be numbers") from None
-        return self.server.view.pruned(node, edge)
+        return node, edge
 
     def _subgraphs(self) -> list[dict]:
         run = self.server.view.run

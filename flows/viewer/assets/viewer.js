@@ -618,6 +618,7 @@
       $("supernode-name").value = "";
       drawSubgraph();
     });
+    $("suggest-button").addEventListener("click", suggest);
     $("save-subgraph").addEventListener("click", save);
     $("load-subgraph").addEventListener("click", () => {
       const chosen = state.saved.find((s) => s.name === $("saved-subgraphs").value);
@@ -631,6 +632,7 @@
     });
     if (!live) {
       $("save-subgraph").disabled = true;
+      $("suggest-button").disabled = true;
       saveStatus("static page: saving needs `circuitflow view`");
     }
     fillSaved();
@@ -646,6 +648,37 @@
     const line = $("save-status");
     line.textContent = text;
     line.classList.toggle("error", Boolean(isError));
+  }
+
+  // Proposed supernodes (kept features alike in what feeds them and what they feed); accepting
+  // one pins its members and groups them, to be saved like any supernode.
+  async function suggest() {
+    const list = clear($("suggestions"));
+    const [node, edge] = thresholds();
+    let groups;
+    try {
+      groups = await getJSON(`/api/supernodes?node_threshold=${node}&edge_threshold=${edge}`);
+    } catch (error) {
+      saveStatus(`no suggestions: ${error.message}`, true);
+      return;
+    }
+    if (!groups.length) html("div", {}, "no features alike enough", list);
+    for (const group of groups) {
+      const row = html("div", {class: "row suggestion"}, null, list);
+      html("span", {}, `${group[0]}: ${group.slice(1).map(describeId).join(", ")}`, row);
+      const accept = html("button", {type: "button", class: "accept"}, "Accept", row);
+      accept.addEventListener("click", () => {
+        const members = group.slice(1);
+        for (const id of members) if (!state.pinned.includes(id)) state.pinned.push(id);
+        state.supernodes = state.supernodes
+          .map((g) => g.filter((member, k) => k === 0 || !members.includes(member)))
+          .filter((g) => g.length > 1);
+        state.supernodes.push([...group]);
+        row.remove();
+        markNodes();
+        drawSubgraph();
+      });
+    }
   }
 
   async function save() {

@@ -119,7 +119,7 @@ def test_static_page_works_from_a_file(browser, seed_run, tmp_path):
     assert page.errors == []
 
 
-def test_hover_shows_top_contexts_and_a_label_set_in_the_page_is_exported(
+def test_hover_contexts_labels_into_the_export_and_supernode_suggestions(
     browser, seed_run, tmp_path
 ):
     from circuitflow.tasks.corpus import Corpus
@@ -158,6 +158,19 @@ def test_hover_shows_top_contexts_and_a_label_set_in_the_page_is_exported(
         ).to_pylist()
         assert rows == [{"label": "Texas cities (from the page)",
                          "shown": "Texas cities (from the page)"}]  # fmt: skip
+
+        # Supernode suggestions: accept the first, save it as a subgraph.
+        expected = server.view.supernodes(0.8, 0.98)
+        page.click("#suggest-button")
+        page.wait_for_selector("#suggestions .suggestion")
+        assert page.locator("#suggestions .suggestion").count() == len(expected) > 0
+        page.locator("#suggestions .suggestion button.accept").first.click()
+        page.fill("#subgraph-name", "suggested")
+        page.click("#save-subgraph")
+        page.wait_for_selector("#save-status:has-text('saved')")
+        (saved,) = saved_subgraphs(run.store, seed_run.run_id)
+        assert saved.supernodes == (tuple(expected[0]),)
+        assert set(saved.pinned_ids) == set(expected[0][1:])
         assert page.errors == []
     finally:
         server.shutdown()
