@@ -59,9 +59,7 @@ class DashboardParams:
 def histogram_edges() -> torch.Tensor:
     """(HISTOGRAM_BINS + 1,) log-spaced bin edges; values below the first go in bin 0, above
     the last in the last bin."""
-    return torch.logspace(
-        math.log10(HISTOGRAM_LOW), math.log10(HISTOGRAM_HIGH), HISTOGRAM_BINS + 1
-    )
+    return torch.logspace(math.log10(HISTOGRAM_LOW), math.log10(HISTOGRAM_HIGH), HISTOGRAM_BINS + 1)
 
 
 @dataclass

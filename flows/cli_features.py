@@ -11,15 +11,10 @@ import sys
 
 import click
 
+from circuitflow.flows.cli_runs import resolve_setup
 from circuitflow.flows.options import setup_options
 from circuitflow.flows.output import console, print_table, write_csv, write_json
 from circuitflow.flows.settings import configure
-
-
-def _resolve(model: str | None, transcoders: str | None, store_url: str | None):
-    from circuitflow.flows.cli_runs import resolve_setup
-
-    return resolve_setup(model, transcoders, store_url)
 
 
 @click.command()
@@ -61,7 +56,7 @@ def features(corpus, top_k, chunk_documents, workers, dask_address, features_dir
     from circuitflow.flows.features import feature_dashboards
     from circuitflow.tasks.corpus import CorpusError, read_corpus
 
-    setup = _resolve(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     try:
         read_corpus(corpus)  # refuse a bad corpus before anything starts
     except CorpusError as error:
@@ -90,8 +85,8 @@ def features(corpus, top_k, chunk_documents, workers, dask_address, features_dir
         highlight=False,
     )
     console.print(
-        "query them: circuitflow query \"SELECT layer, feature, frequency, label FROM features "
-        "ORDER BY frequency DESC\"",
+        'query them: circuitflow query "SELECT layer, feature, frequency, label FROM features '
+        'ORDER BY frequency DESC"',
         highlight=False,
     )
 
@@ -117,11 +112,12 @@ def label(layer, feature, text, author, model, transcoders, store_url) -> None:
     from circuitflow.tasks.pipeline import open_store
     from circuitflow.tasks.runtime import transcoders_identity
 
-    setup = _resolve(model, transcoders, store_url)
+    setup = resolve_setup(model, transcoders, store_url)
     n_layers, n_features = _transcoder_shape(setup.transcoders)
     try:
-        row = set_label(open_store(setup.store), transcoders_identity(setup.transcoders), layer,
-                        feature, text, author, n_layers=n_layers, n_features=n_features)  # fmt: skip
+        digest = transcoders_identity(setup.transcoders)
+        row = set_label(open_store(setup.store), digest, layer, feature, text, author,
+                        n_layers=n_layers, n_features=n_features)  # fmt: skip
     except LabelError as error:
         raise click.UsageError(str(error)) from None
     console.print(
@@ -163,15 +159,16 @@ def circuits(where, what, similar, limit, fmt, show_sql, store_url) -> None:
       circuitflow circuits --edges --limit 50 --format csv
       circuitflow circuits --similar 20d56149989e41d4c707
     """
-    from circuitflow.flows.cli import open_store
-    from circuitflow.store import QueryError
+    from circuitflow.store import QueryError, Store, default_root
     from circuitflow.tasks.circuits import (
         circuit_edges_sql,
         circuit_features_sql,
         similar_runs_sql,
     )
 
-    store = open_store(store_url)
+    store = Store(default_root(store_url))
+    if not store.fs.exists(store.root):
+        raise click.ClickException(f"no store at {store.root} (runs create it; see --store)")
     try:
         if similar:
             sql = similar_runs_sql(similar, where, limit)
@@ -192,6 +189,3 @@ def circuits(where, what, similar, limit, fmt, show_sql, store_url) -> None:
     else:
         print_table(table.drop_columns([c for c in ("transcoders_digest",)
                                         if c in table.column_names]))  # fmt: skip
-
-
-FEATURE_COMMANDS = [features, label, circuits]

@@ -17,7 +17,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from circuitflow.flows.cli_features import FEATURE_COMMANDS
 from circuitflow.flows.cli_server import server
 from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
 from circuitflow.flows.output import console
@@ -364,12 +363,21 @@ def schedule(
 from circuitflow.flows.cli_export import export  # noqa: E402
 from circuitflow.flows.cli_view import view  # noqa: E402
 
-COMMANDS = [attribute, sweep, reprune, export, schedule, view, server, *FEATURE_COMMANDS]
+COMMANDS = [attribute, sweep, reprune, export, schedule, view, server]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
+FEATURE_COMMANDS = {  # what features mean, what graphs share (flows/cli_features.py)
+    name: ("circuitflow.flows.cli_features", name, short)
+    for name, short in (
+        ("features", "Compute feature dashboards (contexts, statistics, logits, labels)."),
+        ("label", "Label a feature (stored with author and time; wins over automatic labels)."),
+        ("circuits", "Rank features and edges on kept paths across runs; similar runs."),
+    )
+}
 LAZY_COMMANDS = {
     "train-demo": (
         "circuitflow.flows.train_demo",
         "train_demo_command",
         "Train the built-in model and its transcoders; write MODEL_CARD.md.",
-    )
+    ),
+    **FEATURE_COMMANDS,
 }

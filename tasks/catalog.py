@@ -21,7 +21,7 @@ import pyarrow as pa
 from circuitflow.attribution import RunParams
 from circuitflow.store import TableSchema
 from circuitflow.tasks.declare import CatalogTable, Stage
-from circuitflow.tasks.features import FEATURES
+from circuitflow.tasks.feature_table import FEATURES
 from circuitflow.tasks.labels import LABELS
 from circuitflow.tasks.subgraphs import SAVED_SUBGRAPHS
 

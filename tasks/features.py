@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import pyarrow as pa
 import torch
 
 from circuitflow.attribution.dashboards import (
@@ -34,37 +33,14 @@ from circuitflow.attribution.dashboards import (
 )
 from circuitflow.store import Store, StoredObject, stage_key
 from circuitflow.tasks.corpus import Corpus
-from circuitflow.tasks.declare import CatalogTable
+from circuitflow.tasks.feature_table import FEATURES
+from circuitflow.tasks.pipeline import open_store
 from circuitflow.tasks.runtime import Setup, identity, loaded
 
 VERSION = 1
 CHUNK_STAGE, FEATURES_STAGE = "feature_chunk", "features"
 LABEL_TOKENS = 3  # activating tokens named in an automatic label
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
-
-FEATURES = CatalogTable(
-    "features",
-    (
-        ("model", pa.string()),
-        ("model_digest", pa.string()),
-        ("transcoders", pa.string()),
-        ("transcoders_digest", pa.string()),
-        ("corpus_digest", pa.string()),
-        ("layer", pa.int64()),
-        ("feature", pa.int64()),
-        ("frequency", pa.float64()),
-        ("mean_activation", pa.float64()),
-        ("max_activation", pa.float64()),
-        ("top_tokens", pa.list_(pa.string())),  # activating tokens of its top contexts
-        ("promoted", pa.list_(pa.string())),  # tokens its direct logit effect raises most
-        ("suppressed", pa.list_(pa.string())),
-        ("auto_label", pa.string()),
-        ("label", pa.string()),  # the newest human label, else auto_label
-        ("object_key", pa.string()),  # the stored dashboards (kept by `store gc`)
-        ("created_at", pa.timestamp("us", tz="UTC")),
-    ),
-    object_keys="object_key",
-)
 
 
 @dataclass(frozen=True)
@@ -110,8 +86,6 @@ class DashboardJob:
 
 
 def store_of(job: DashboardJob) -> Store:
-    from circuitflow.tasks.pipeline import open_store
-
     return open_store(job.setup.store)
 
 
@@ -119,9 +93,7 @@ def chunk_done(job: DashboardJob, chunk: int) -> bool:
     return store_of(job).exists(CHUNK_STAGE, job.chunk_key(chunk))
 
 
-def tokenize_documents(
-    replacement, documents: tuple[str, ...], n_ctx: int
-) -> list[torch.Tensor]:
+def tokenize_documents(replacement, documents: tuple[str, ...], n_ctx: int) -> list[torch.Tensor]:
     """Each document as token ids (T,) with the start token first, cut at the context length.
 
     Unlike a prompt, a document with words the tokenizer does not know is kept (as its unknown

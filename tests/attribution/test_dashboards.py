@@ -53,8 +53,9 @@ def test_counts_sums_and_top_contexts_match_precompute(replacement):
     where = {}
     for doc, seq in enumerate(sequences):
         pre = precompute(replacement, seq)
-        for (layer, pos, feature), value in zip(pre.active_features.tolist(),
-                                                pre.activation_values.tolist(), strict=True):
+        for (layer, pos, feature), value in zip(
+            pre.active_features.tolist(), pre.activation_values.tolist(), strict=True
+        ):
             count[layer, feature] += 1
             total[layer, feature] += value
             if value > best[layer, feature]:
@@ -95,7 +96,7 @@ def test_quantiles_are_ordered_and_bounded(replacement):
                         PARAMS)  # fmt: skip
     layer, feature = map(int, torch.nonzero(stats.count == stats.count.max())[0])
     q = stats.quantiles(layer, feature, (0.1, 0.5, 0.9, 1.0))
-    assert q == sorted(q) and 0 < q[0] and q[-1] <= float(stats.act_max[layer, feature])
+    assert q == sorted(q) and q[0] > 0 and q[-1] <= float(stats.act_max[layer, feature])
 
 
 def test_direct_logit_effect_is_the_decoder_through_the_unembedding(replacement):
@@ -106,9 +107,10 @@ def test_direct_logit_effect_is_the_decoder_through_the_unembedding(replacement)
     layer, features = 1, torch.tensor([0, 5, 77])
     direction = tc.decoder_rows(layer, features).sum(1)  # (3, d)
     model = replacement.model
-    logits = model.unembed(direction[:, None, :])[:, 0] - model.unembed(
-        torch.zeros_like(direction)[:, None, :]
-    )[:, 0]
+    logits = (
+        model.unembed(direction[:, None, :])[:, 0]
+        - model.unembed(torch.zeros_like(direction)[:, None, :])[:, 0]
+    )
     expected = logits - logits.mean(1, keepdim=True)
     torch.testing.assert_close(logit_effect_matrix(replacement, layer)[features], expected,
                                rtol=1e-4, atol=1e-5)  # fmt: skip

@@ -38,7 +38,10 @@ def test_features_resume_files_and_labels(prefect_api, tmp_path):
     assert summary["feature_files"] == n_active.to_pylist()[0]["n"] == len(list(files.iterdir()))
     for path in list(files.iterdir())[:20]:  # circuit-tracer's frontend model reads them
         doc = Model.model_validate_json(path.read_text())
-        layer, feature = json.loads(path.read_text())["layer"], json.loads(path.read_text())["feature"]
+        layer, feature = (
+            json.loads(path.read_text())["layer"],
+            json.loads(path.read_text())["feature"],
+        )
         assert doc.index == (layer + feature) * (layer + feature + 1) // 2 + feature
         assert int(path.stem) == doc.index and doc.examples_quantiles[0].examples
 
@@ -47,9 +50,11 @@ def test_features_resume_files_and_labels(prefect_api, tmp_path):
 
     code, out = invoke("label", "1", "13", "Texas cities", "--author", "alice", "--store", store)
     assert code == 0 and "Texas cities" in out
-    rows = Store(store).query(
-        "SELECT f.label, l.author FROM features f JOIN labels l USING (layer, feature)"
-    ).to_pylist()
+    rows = (
+        Store(store)
+        .query("SELECT f.label, l.author FROM features f JOIN labels l USING (layer, feature)")
+        .to_pylist()
+    )
     assert rows == [{"label": "Texas cities", "author": "alice"}]
 
     code, out = invoke("label", "7", "1", "x", "--store", store)
@@ -97,8 +102,14 @@ def test_circuits_across_a_sweep_find_the_texas_capital_feature(capital_sweep):
     code, out = invoke("circuits", "--edges", "--format", "json", "--store", setup.store)
     edges = json.loads(out)
     assert edges and all(e["n_graphs"] <= 4 for e in edges)
-    assert any(e["target"].startswith("logit ") for e in json.loads(invoke(
-        "circuits", "--edges", "--format", "json", "--limit", "5000", "--store", setup.store)[1]))
+    assert any(
+        e["target"].startswith("logit ")
+        for e in json.loads(
+            invoke(
+                "circuits", "--edges", "--format", "json", "--limit", "5000", "--store", setup.store
+            )[1]
+        )
+    )
 
     code, out = invoke("circuits", "--similar", runs["Dallas"], "--format", "json",
                        "--store", setup.store)  # fmt: skip

@@ -58,9 +58,13 @@ def test_the_texas_cities_feature_is_labelled_with_texas_cities(builtin):
     assert margin > 0
     label = dashboards.auto_label(layer, feature)
     assert all(city in label.split("→")[0] for city in TEXAS), label
-    row = store_of(job).query(
-        f"SELECT auto_label, label FROM features WHERE layer = {layer} AND feature = {feature}"
-    ).to_pylist()
+    row = (
+        store_of(job)
+        .query(
+            f"SELECT auto_label, label FROM features WHERE layer = {layer} AND feature = {feature}"
+        )
+        .to_pylist()
+    )
     assert row == [{"auto_label": label, "label": label}]
 
 
@@ -73,9 +77,14 @@ def test_the_top_direct_logit_feature_for_austin_lists_austin_first(builtin):
                            for layer in range(replacement.n_layers)])  # fmt: skip
     layer, feature = divmod(int(effects.argmax()), effects.shape[1])
     assert dashboards.logits(layer, feature)[0][0].strip() == "Austin"
-    (row,) = store_of(job).query(
-        f"SELECT promoted, auto_label FROM features WHERE layer = {layer} AND feature = {feature}"
-    ).to_pylist()
+    (row,) = (
+        store_of(job)
+        .query(
+            "SELECT promoted, auto_label FROM features "
+            f"WHERE layer = {layer} AND feature = {feature}"
+        )
+        .to_pylist()
+    )
     assert row["promoted"][0] == "Austin" and row["auto_label"].endswith("→ Austin")
 
 
@@ -96,8 +105,8 @@ def test_an_interrupted_job_computes_only_the_chunks_it_lacks(builtin):
 
 def test_human_labels_survive_recomputing_dashboards(tmp_path):
     setup = Setup.resolve(None, "plt", str(tmp_path / "store"))
-    corpus = Corpus("test", ("We visited Dallas last year", "Houston is a large city",
-                             "Lubbock is a large city", "People in France speak French"))  # fmt: skip
+    texts = ("We visited Dallas last year", "Houston is a large city", "Lubbock is a large city")
+    corpus = Corpus("test", (*texts, "People in France speak French"))
     first = DashboardJob(setup, corpus, DashboardParams(top_k=4), chunk_documents=2)
     _, dashboards = run_job(first)
     store = store_of(first)
