@@ -31,7 +31,7 @@ from circuitflow.attribution.dashboards import (
     batch_stats,
     logit_effects,
 )
-from circuitflow.store import Store, StoredObject, stage_key
+from circuitflow.store import QueryError, Store, StoredObject, StoreError, stage_key
 from circuitflow.tasks.corpus import Corpus
 from circuitflow.tasks.feature_table import FEATURES
 from circuitflow.tasks.pipeline import open_store
@@ -353,7 +353,7 @@ def find_dashboards(store: Store, transcoders_digest: str) -> Dashboards | None:
             f"'{transcoders_digest}' AND object_key IS NOT NULL "
             "ORDER BY created_at DESC LIMIT 1"
         ).to_pylist()
-    except Exception:  # noqa: BLE001 (a store without the table's columns has no dashboards)
+    except (QueryError, StoreError):  # a table written without these columns: no dashboards
         return None
     if not found:
         return None
