@@ -73,6 +73,13 @@ def cannot_write(where: str | Path, error: Exception) -> click.ClickException:
     metavar="NAME",
     help="The saved subgraph to export as qParams [default: the newest saved, if any].",
 )
+@click.option(
+    "--feature-json-url",
+    default=None,
+    metavar="URL",
+    help="Where the frontends fetch feature details (metadata.feature_details."
+    "feature_json_base_url): a place serving `circuitflow features --features-dir` files.",
+)
 @click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
 def export(
     run_id: str,
@@ -80,6 +87,7 @@ def export(
     graph_dir: str | None,
     fmt: str,
     subgraph: str | None,
+    feature_json_url: str | None,
     store_url: str | None,
 ) -> None:
     """Write a run's pruned graph as Neuronpedia / circuit-tracer graph JSON.
@@ -102,7 +110,7 @@ def export(
 
     run = recorded_run(store_url, run_id)
     try:
-        doc, chosen = graph_document(run, subgraph)
+        doc, chosen = graph_document(run, subgraph, feature_json_url=feature_json_url)
     except (UnknownRunError, SubgraphError) as error:
         raise click.ClickException(str(error)) from None
     note = f" with saved subgraph {chosen.name!r} as qParams" if chosen else ""

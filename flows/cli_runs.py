@@ -380,6 +380,14 @@ from circuitflow.flows.cli_view import view  # noqa: E402
 
 COMMANDS = [attribute, sweep, reprune, export, schedule, view, server]
 # Commands whose module is heavy to import, loaded only when they run (or show their help).
+FEATURE_COMMANDS = {  # what features mean, what graphs share (flows/cli_features.py)
+    name: ("circuitflow.flows.cli_features", name, short)
+    for name, short in (
+        ("features", "Compute feature dashboards (contexts, statistics, logits, labels)."),
+        ("label", "Label a feature (stored with author and time; wins over automatic labels)."),
+        ("circuits", "Rank features and edges on kept paths across runs; similar runs."),
+    )
+}
 LAZY_COMMANDS = {
     "train-demo": (
         "circuitflow.flows.train_demo",
@@ -391,4 +399,5 @@ LAZY_COMMANDS = {
         "analysis_command",
         "Show what a run's analysis functions captured: a table per point, --plot.",
     ),
+    **FEATURE_COMMANDS,
 }

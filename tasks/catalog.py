@@ -24,13 +24,16 @@ from circuitflow.attribution.analysis import POINTS
 from circuitflow.store import TableSchema
 from circuitflow.tasks.analysis_table import ANALYSIS
 from circuitflow.tasks.declare import CatalogTable, Stage
+from circuitflow.tasks.feature_table import FEATURES
+from circuitflow.tasks.labels import LABELS
 from circuitflow.tasks.subgraphs import SAVED_SUBGRAPHS
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 RUN_STATUS = frozenset({"ok", "failed"})
 REQUEST_PARAMS = ("prompt", "run_id")  # key settings that come from the request, not RunParams
 IDENTITIES = ("model", "transcoders")
-ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS,)  # written by people, not by stages
+# Written by people and by other flows (feature dashboards), not by the pipeline's stages.
+ANNOTATIONS: tuple[CatalogTable, ...] = (SAVED_SUBGRAPHS, LABELS, FEATURES)
 
 
 class PipelineError(ValueError):

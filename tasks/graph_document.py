@@ -30,10 +30,18 @@ def transcoders_digest(doc: dict) -> str:
     return doc["metadata"]["info"]["provenance"]["transcoders_digest"]
 
 
-def graph_document(run: RunContext, subgraph: str | None = None) -> tuple[dict, Subgraph | None]:
+def graph_document(
+    run: RunContext, subgraph: str | None = None, *, feature_json_url: str | None = None
+) -> tuple[dict, Subgraph | None]:
     """The document with labels and the saved subgraph `subgraph` (None: the newest saved, if
-    any) as its qParams; returns it with the subgraph used. Validated against the schema."""
+    any) as its qParams; returns it with the subgraph used. Validated against the schema.
+
+    `feature_json_url` tells the frontends where per-feature JSON files are served
+    (`tasks.feature_files`)."""
     doc = stored_document(run)
+    if feature_json_url:
+        details = {"feature_json_base_url": feature_json_url.rstrip("/")}
+        doc = doc | {"metadata": doc["metadata"] | {"feature_details": details}}
     doc = with_labels(doc, feature_labels(run.store, transcoders_digest(doc)))
     chosen = pick(saved_subgraphs(run.store, run.run_id), subgraph)
     if chosen is not None:

@@ -97,8 +97,9 @@ _saving = threading.Lock()
 
 
 @contextlib.contextmanager
-def _exclusive(store: Store) -> Iterator[None]:
-    """One read-merge-write at a time: across threads, and across processes on a local store."""
+def exclusive(store: Store) -> Iterator[None]:
+    """One read-merge-write of people's catalog rows (subgraphs, labels) at a time: across
+    threads, and across processes on a local store."""
     with _saving:
         if not store.location.local:
             yield
@@ -131,7 +132,7 @@ def saved_subgraphs(store: Store, rid: str) -> list[Subgraph]:
 def save_subgraph(store: Store, rid: str, subgraph: Subgraph) -> list[Subgraph]:
     """Add (or replace, by name) one of a run's saved subgraphs; returns them all."""
     subgraph.check()
-    with _exclusive(store):
+    with exclusive(store):
         rows = store.catalog.read(SAVED_SUBGRAPHS.name, rid).to_pylist()
         rows = [r | {"run_id": rid} for r in rows if r["name"] != subgraph.name]
         rows.append(_row(subgraph) | {"run_id": rid})

@@ -31,9 +31,11 @@ import torch
 from circuitflow.attribution import prune
 from circuitflow.attribution.params import check
 from circuitflow.attribution.prune import ThresholdError, cumulative_shares
+from circuitflow.attribution.supernodes import proposals
 from circuitflow.flows.analysis_read import analyses, captured_series
 from circuitflow.tasks.context import RunContext
-from circuitflow.tasks.labels import feature_labels
+from circuitflow.tasks.features import find_dashboards
+from circuitflow.tasks.labels import feature_labels, set_label
 from circuitflow.tasks.recorded import require_stored
 
 TOP_LINKS = 5  # strongest inputs and outputs listed per node
@@ -94,6 +96,7 @@ class RunView:
         self.trace = influence.trace  # (n_steps, N)
         self.row = run.store.catalog.read("runs", run.run_id).to_pylist()[0]
         self.labels = feature_labels(run.store, self.row["transcoders_digest"])
+        self.dashboards = find_dashboards(run.store, self.row["transcoders_digest"])
         self._lock = threading.Lock()
         self._overview: dict | None = None
         self._details: dict[tuple[int, int | None], dict] = {}
@@ -305,7 +308,37 @@ class RunView:
             "cumulative": rounded(float(self._cumulative[index]), digits),
             "prob": prob,
             "label": self.label(node, token, prob),
+            "dashboard": self.dashboard(node),
         }
+
+    def supernodes(self, node_threshold: float, edge_threshold: float) -> list[list[str]]:
+        """Proposed supernodes of the graph pruned at the thresholds (`attribution.supernodes`)."""
+        view = self.pruned(node_threshold, edge_threshold)
+        kept = [self.index[i] for i in view["node_ids"]]
+        features = [i for i in kept if i < self.graph.error_start]
+        labels = {}
+        for i in features:
+            node = self.graph.node(i)
+            labels[i] = self.labels.get((node.layer, node.feature), "")
+        return proposals(self.graph.adjacency, self.ids, features, kept, labels)
+
+    def dashboard(self, node) -> dict | None:
+        """A feature's statistics, top contexts and logits, where dashboards exist."""
+        if node.kind != "feature" or self.dashboards is None:
+            return None
+        return self.dashboards.summary(node.layer, node.feature)
+
+    def set_label(self, layer: int, feature: int, text: str, author: str | None) -> dict:
+        """Record a human label for a feature of this run's transcoders; the nodes shown from
+        now on carry it."""
+        width = None if self.dashboards is None else int(self.dashboards.stats.count.shape[1])
+        row = set_label(self.run.store, self.row["transcoders_digest"], layer, feature, text,
+                        author, n_layers=self.graph.n_layers, n_features=width)  # fmt: skip
+        with self._lock:
+            self.labels = feature_labels(self.run.store, self.row["transcoders_digest"])
+            self._details.clear()
+            self._views.clear()
+        return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
 
     def label(self, node, token: str, prob: float | None) -> str:
         if node.kind == "feature":

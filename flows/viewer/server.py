@@ -7,7 +7,10 @@ It serves a fixed set of routes and nothing from the file system, so no path can
     GET  /api/prune?node_threshold=&edge_threshold=
                                     the graph pruned at those thresholds (`attribution.prune`)
     GET  /api/subgraphs             the run's saved subgraphs
+    GET  /api/supernodes?node_threshold=&edge_threshold=
+                                    proposed supernodes of the graph pruned there
     POST /api/subgraphs             save one: {"name", "pinnedIds", "supernodes", "clickedId"}
+    POST /api/labels                label a feature: {"layer", "feature", "label", "author"?}
     GET  /api/graph.json            the run's graph document (as `circuitflow export` writes it)
 
 Anything else is 404. A request must name this server in its Host header (a web page elsewhere
@@ -27,6 +30,7 @@ from circuitflow.flows.viewer.data import RunView
 from circuitflow.flows.viewer.page import live_html
 from circuitflow.store import StoreError
 from circuitflow.tasks.graph_document import graph_document
+from circuitflow.tasks.labels import LabelError
 from circuitflow.tasks.subgraphs import Subgraph, SubgraphError, save_subgraph, saved_subgraphs
 
 HOST = "127.0.0.1"
@@ -92,6 +96,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
             "/api/overview": lambda: self._json(view.overview()),
             "/api/prune": lambda: self._json(self._pruned(parse_qs(url.query))),
             "/api/subgraphs": lambda: self._json(self._subgraphs()),
+            "/api/supernodes": lambda: self._json(self._supernodes(parse_qs(url.query))),
             "/api/graph.json": lambda: self._json(graph_document(view.run)[0]),
         }
         self._route(routes.get(url.path))
@@ -99,10 +104,11 @@ class ViewerHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._host_ok():
             return
-        if urlsplit(self.path).path != "/api/subgraphs":
-            self._route(None)
-            return
-        self._route(lambda: self._json(self._save(self._body())))
+        posts = {
+            "/api/subgraphs": lambda: self._json(self._save(self._body())),
+            "/api/labels": lambda: self._json(self._label(self._body())),
+        }
+        self._route(posts.get(urlsplit(self.path).path))
 
     def _route(self, handler) -> None:
         if handler is None:
@@ -110,7 +116,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
             return
         try:
             handler()
-        except (BadRequest, SubgraphError, ValueError) as error:
+        except (BadRequest, SubgraphError, LabelError, ValueError) as error:
             self._json({"error": str(error)}, 400)
         except StoreError as error:
             self._json({"error": str(error)}, 500)
@@ -124,14 +130,20 @@ class ViewerHandler(BaseHTTPRequestHandler):
 
     # ----------------------------------------------------------------------------- handlers
 
+    def _supernodes(self, query: dict[str, list[str]]) -> list[list[str]]:
+        return self.server.view.supernodes(*self._thresholds(query))
+
     def _pruned(self, query: dict[str, list[str]]) -> dict:
+        return self.server.view.pruned(*self._thresholds(query))
+
+    def _thresholds(self, query: dict[str, list[str]]) -> tuple[float, float]:
         run = self.server.view.overview()["run"]
         try:
             node = float(query.get("node_threshold", [run["node_threshold"]])[0])
             edge = float(query.get("edge_threshold", [run["edge_threshold"]])[0])
         except ValueError:
             raise BadRequest("thresholds must be numbers") from None
-        return self.server.view.pruned(node, edge)
+        return node, edge
 
     def _subgraphs(self) -> list[dict]:
         run = self.server.view.run
@@ -142,6 +154,15 @@ class ViewerHandler(BaseHTTPRequestHandler):
         subgraph = subgraph_from_json(body).check(view.index)
         save_subgraph(view.run.store, view.run.run_id, subgraph)
         return self._subgraphs()
+
+    def _label(self, body: dict) -> dict:
+        try:
+            layer, feature = int(body["layer"]), int(body["feature"])
+            text = str(body["label"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise BadRequest(f"a label is {{layer, feature, label}} ({error})") from None
+        author = str(body["author"]) if body.get("author") else None
+        return self.server.view.set_label(layer, feature, text, author)
 
     def _body(self) -> dict:
         if self.headers.get_content_type() != "application/json":

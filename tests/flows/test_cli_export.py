@@ -57,6 +57,17 @@ def test_a_file_that_both_schemas_accept(seed_run, tmp_path):
     assert json.loads(stdout.stdout)["nodes"] == doc["nodes"]
 
 
+def test_the_feature_json_url_goes_into_the_metadata(seed_run, tmp_path):
+    url = "https://example.org/capitals-4l/features"
+    result = export(seed_run, seed_run.run_id, "-o", str(tmp_path / "g.json"),
+                    "--feature-json-url", url + "/")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "g.json").read_text())
+    validate(doc)
+    Model(**doc)
+    assert doc["metadata"]["feature_details"] == {"feature_json_base_url": url}
+
+
 def test_labels_and_the_saved_subgraph_go_into_the_file(seed_run, tmp_path):
     run = seed_run.open()
     feature = run.store.query(

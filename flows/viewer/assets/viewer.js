@@ -455,10 +455,12 @@
 
   // ---------------------------------------------------------------------------- details
 
-  function showDetails(id) {
+  function showDetails(id, force = false) {
     const panel = $("details");
-    const body = clear($("details-body"));
     const node = id ? state.nodes.get(id) : null;
+    // The same node again (the pointer passing on to the panel): keep what is being typed.
+    if (!force && node && panel.dataset.id === node.id) return;
+    const body = clear($("details-body"));
     panel.classList.toggle("empty", !node);
     panel.dataset.id = node ? node.id : "";
     if (!node) { body.textContent = "Hover a node."; return; }
@@ -481,12 +483,62 @@
       html("td", {}, name, row);
       html("td", {}, String(value), row);
     }
+    if (node.dashboard) dashboard(body, node.dashboard);
+    if (live && node.kind === "feature") labelEditor(body, node);
     linkList(body, "strongest inputs", node.inputs);
     linkList(body, "strongest outputs", node.outputs);
     const pinned = state.pinned.includes(node.id);
     const button = html("button", {type: "button", id: "pin-button"}, pinned ? "Unpin" : "Pin",
                         body);
     button.addEventListener("click", () => togglePin(node.id));
+  }
+
+  // A feature's dashboard: how often it fires, its top contexts (the activating token marked)
+  // and the tokens its decoder promotes through the unembedding.
+  function dashboard(parent, dash) {
+    html("div", {class: "list-title"},
+         `fires on ${num(100 * dash.frequency, 3)}% of tokens, max ${num(dash.max_activation, 3)}`,
+         parent);
+    const list = html("ul", {class: "contexts", id: "contexts"}, null, parent);
+    for (const context of dash.contexts) {
+      const item = html("li", {}, null, list);
+      context.tokens.forEach((token, i) => {
+        const span = html("span", {class: i === context.marked ? "marked" : ""}, token, item);
+        if (i === context.marked) span.title = `activation ${num(context.activation, 4)}`;
+      });
+    }
+    if (dash.promoted.length) {
+      html("div", {class: "list-title"}, `promotes ${dash.promoted.join(" ·")}`, parent);
+    }
+  }
+
+  // Live pages label a feature: the label is stored in the catalog (table labels) and shows in
+  // exports; every node of the feature shows it at once.
+  function labelEditor(parent, node) {
+    const row = html("div", {class: "row"}, null, parent);
+    const input = html("input", {type: "text", id: "label-input", maxlength: "200",
+                                 placeholder: "label this feature"}, null, row);
+    input.value = node.label || "";
+    const button = html("button", {type: "button", id: "label-save"}, "Label", row);
+    const line = html("div", {class: "status-line", id: "label-status"}, null, parent);
+    button.addEventListener("click", async () => {
+      try {
+        const saved = await getJSON("/api/labels", {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({layer: node.layer, feature: node.feature, label: input.value}),
+        });
+        for (const other of state.nodes.values()) {
+          if (other.kind === "feature" && other.layer === node.layer &&
+              other.feature === node.feature) other.label = saved.label;
+        }
+        line.textContent = `labelled by ${saved.author}`;
+        line.dataset.saved = saved.label;
+        line.classList.remove("error");
+      } catch (error) {
+        line.textContent = `not labelled: ${error.message}`;
+        line.classList.add("error");
+      }
+    });
   }
 
   function linkList(parent, title, links) {
@@ -547,7 +599,7 @@
       state.pinned.push(id);
     }
     markNodes();
-    showDetails(state.selected || id);
+    showDetails(state.selected || id, true);
     drawSubgraph();
   }
 
@@ -567,6 +619,7 @@
       $("supernode-name").value = "";
       drawSubgraph();
     });
+    $("suggest-button").addEventListener("click", suggest);
     $("save-subgraph").addEventListener("click", save);
     $("load-subgraph").addEventListener("click", () => {
       const chosen = state.saved.find((s) => s.name === $("saved-subgraphs").value);
@@ -580,6 +633,7 @@
     });
     if (!live) {
       $("save-subgraph").disabled = true;
+      $("suggest-button").disabled = true;
       saveStatus("static page: saving needs `circuitflow view`");
     }
     fillSaved();
@@ -595,6 +649,37 @@
     const line = $("save-status");
     line.textContent = text;
     line.classList.toggle("error", Boolean(isError));
+  }
+
+  // Proposed supernodes (kept features alike in what feeds them and what they feed); accepting
+  // one pins its members and groups them, to be saved like any supernode.
+  async function suggest() {
+    const list = clear($("suggestions"));
+    const [node, edge] = thresholds();
+    let groups;
+    try {
+      groups = await getJSON(`/api/supernodes?node_threshold=${node}&edge_threshold=${edge}`);
+    } catch (error) {
+      saveStatus(`no suggestions: ${error.message}`, true);
+      return;
+    }
+    if (!groups.length) html("div", {}, "no features alike enough", list);
+    for (const group of groups) {
+      const row = html("div", {class: "row suggestion"}, null, list);
+      html("span", {}, `${group[0]}: ${group.slice(1).map(describeId).join(", ")}`, row);
+      const accept = html("button", {type: "button", class: "accept"}, "Accept", row);
+      accept.addEventListener("click", () => {
+        const members = group.slice(1);
+        for (const id of members) if (!state.pinned.includes(id)) state.pinned.push(id);
+        state.supernodes = state.supernodes
+          .map((g) => g.filter((member, k) => k === 0 || !members.includes(member)))
+          .filter((g) => g.length > 1);
+        state.supernodes.push([...group]);
+        row.remove();
+        markNodes();
+        drawSubgraph();
+      });
+    }
   }
 
   async function save() {

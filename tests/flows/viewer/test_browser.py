@@ -147,3 +147,61 @@ def test_page_plots_the_trace_the_analysis_captured(browser, analysed_seed, seed
     plain = open_page(browser, path.as_uri())
     assert not plain.locator("#analysis-figure").is_visible()
     assert plain.errors == []
+
+
+def test_hover_contexts_labels_into_the_export_and_supernode_suggestions(
+    browser, seed_run, tmp_path
+):
+    from circuitflow.tasks.corpus import Corpus
+    from circuitflow.tasks.features import DashboardJob, compute_chunk, merge_job
+    from circuitflow.tasks.graph_document import graph_document
+
+    run = seed_run.open()
+    corpus = Corpus("test", ("We visited Dallas last year", "Houston is a large city",
+                             "The capital of the state containing Lubbock is Austin"))  # fmt: skip
+    job = DashboardJob(run.setup, corpus, chunk_documents=2)
+    for chunk in range(job.n_chunks):
+        compute_chunk(job, chunk)
+    merge_job(job)
+    server = ViewerServer(RunView(seed_run.open()), 0)
+    server.serve_in_thread()
+    try:
+        page = open_page(browser, server.address)
+        active = {(r["layer"], r["feature"]) for r in run.store.query(
+            "SELECT layer, feature FROM features WHERE frequency > 0").to_pylist()}  # fmt: skip
+        nodes = page.locator('svg#graph .node[data-kind="feature"]')
+        ids = [nodes.nth(k).get_attribute("data-id") for k in range(nodes.count())]
+        node_id = next(i for i in ids if tuple(map(int, i.split("_")[:2])) in active)
+        page.locator(f'svg#graph .node[data-id="{node_id}"]').click()
+        assert page.locator("#contexts li").count() > 0  # its top contexts, token marked
+        assert page.locator("#contexts li span.marked").count() > 0
+        page.fill("#label-input", "Texas cities (from the page)")
+        page.click("#label-save")
+        page.wait_for_selector("#label-status[data-saved]")
+        doc, _ = graph_document(seed_run.open())
+        clerps = {n["node_id"]: n["clerp"] for n in doc["nodes"]}
+        assert clerps[node_id] == "Texas cities (from the page)"
+        layer, feature = map(int, node_id.split("_")[:2])
+        rows = run.store.query(
+            f"SELECT l.label, f.label AS shown FROM labels l JOIN features f USING (layer, "
+            f"feature) WHERE l.layer = {layer} AND l.feature = {feature}"
+        ).to_pylist()
+        assert rows == [{"label": "Texas cities (from the page)",
+                         "shown": "Texas cities (from the page)"}]  # fmt: skip
+
+        # Supernode suggestions: accept the first, save it as a subgraph.
+        expected = server.view.supernodes(0.8, 0.98)
+        page.click("#suggest-button")
+        page.wait_for_selector("#suggestions .suggestion")
+        assert page.locator("#suggestions .suggestion").count() == len(expected) > 0
+        page.locator("#suggestions .suggestion button.accept").first.click()
+        page.fill("#subgraph-name", "suggested")
+        page.click("#save-subgraph")
+        page.wait_for_selector("#save-status:has-text('saved')")
+        (saved,) = saved_subgraphs(run.store, seed_run.run_id)
+        assert saved.supernodes == (tuple(expected[0]),)
+        assert set(saved.pinned_ids) == set(expected[0][1:])
+        assert page.errors == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -91,3 +91,25 @@ def test_saving_a_subgraph_lands_in_the_catalog(server, seed_run):
     assert status == 404
     graph = json.loads(request(server, "GET", "/api/graph.json")[1])
     assert graph["qParams"]["pinnedIds"] == pins
+
+
+def test_labels_and_supernode_proposals(server, seed_run):
+    json_headers = {"Content-Type": "application/json"}
+    body = {"layer": 0, "feature": 7, "label": "Texas cities", "author": "alice"}
+    status, reply = request(server, "POST", "/api/labels", json.dumps(body), json_headers)
+    assert status == 200 and json.loads(reply)["author"] == "alice"
+    rows = seed_run.open().store.query("SELECT layer, feature, label, author FROM labels")
+    assert rows.to_pylist() == [{"layer": 0, "feature": 7, "label": "Texas cities",
+                                 "author": "alice"}]  # fmt: skip
+    for bad, message in (
+        ({"layer": 0, "feature": 7, "label": " "}, b"1 to 200 characters"),
+        ({"layer": 9, "feature": 7, "label": "x"}, b"layer 9 is not a layer"),
+        ({"layer": "a", "feature": 7, "label": "x"}, b"a label is"),
+    ):
+        status, reply = request(server, "POST", "/api/labels", json.dumps(bad), json_headers)
+        assert status == 400 and message in reply
+    status, reply = request(server, "GET", "/api/supernodes?node_threshold=0.8")
+    groups = json.loads(reply)
+    kept = set(json.loads(request(server, "GET", "/api/prune")[1])["node_ids"])
+    assert status == 200 and groups
+    assert all(len(g) >= 3 and set(g[1:]) <= kept for g in groups)  # [name, members...]
