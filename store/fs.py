@@ -9,6 +9,7 @@ fall back to "write everything, then the small commit file last"; see `store.obj
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -16,10 +17,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
+
+from circuitflow.store.errors import StoreWriteError
 
 ENV_VAR = "CIRCUITFLOW_STORE"
 DEFAULT_ROOT = ".circuitflow/store"
@@ -75,6 +79,19 @@ class Location:
     def rel(self, path: str) -> str:
         """A path relative to the store root, for messages and reports."""
         return posixpath.relpath(path, self.root)
+
+
+@contextlib.contextmanager
+def writing_to(loc: Location, what: str) -> Iterator[None]:
+    """Turn the filesystem refusing a write (disk full, read-only, permissions) into one
+    StoreWriteError that names the store: the user's first question is which disk."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, IsADirectoryError):
+        raise  # the callers' own logic handles these
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreWriteError(f"cannot write {what} to the store at {loc.url}: {reason}") from exc
 
 
 def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) -> Location:
