@@ -63,9 +63,6 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path: Path, seed: int) -> 
     assert all(after.get(path) == inode for path, inode in before.items()), "republished"
     assert computed_twice(store) == []
     keys_before = {Path(p).name for p in before}
-    recomputed = store.query(
-        "SELECT stage, key FROM stage_events WHERE status = 'computed'"
-    ).to_pylist()
     # Runs recorded before the kill list their own computations; the rerun must not list any
     # key that was already published when it started.
     recorded_before = {line.split()[1] for line in sweep.stdout.read().splitlines()}
@@ -76,4 +73,4 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path: Path, seed: int) -> 
         e for e in rerun_events if e["run_id"] not in recorded_before and e["key"] in keys_before
     ]
     assert again == [], again
-    assert recomputed  # the sweep did compute something
+    assert rerun_events  # the sweeps did compute something
