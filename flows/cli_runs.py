@@ -54,6 +54,8 @@ def preload(setup, items: list, model: str | None) -> None:
 
 def resolve_setup(model, transcoders, store_url):
     """The run's setup, with the model and transcoders checked before any flow starts."""
+    from circuitflow.store import StoreError
+    from circuitflow.store.fs import check_writable
     from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
@@ -61,9 +63,10 @@ def resolve_setup(model, transcoders, store_url):
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
+        check_writable(setup.store)
         model_identity(setup.model)
         transcoders_identity(setup.transcoders)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, StoreError) as error:
         raise click.ClickException(str(error)) from None
     return setup
 
@@ -232,7 +235,8 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
         highlight=False,
     )
     for o in failed:
-        console.print(f"[red]failed[/red] {o['prompt']!r}: {o['error']}", highlight=False)
+        prompt = o["prompt"] if len(o["prompt"]) <= 60 else o["prompt"][:60] + "..."
+        console.print(f"[red]failed[/red] {prompt!r}: {o['error']}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------ reprune

@@ -94,6 +94,32 @@ def writing_to(loc: Location, what: str) -> Iterator[None]:
         raise StoreWriteError(f"cannot write {what} to the store at {loc.url}: {reason}") from exc
 
 
+def check_writable(url: str) -> None:
+    """Fail now, with one StoreWriteError, where a run could not write its results: an URL
+    whose filesystem is not installed or cannot be reached or written (a small probe file is
+    written and removed), a local root that is (or lies under) a file, or on a read-only disk.
+    Called before anything starts, so a bad --store costs seconds, not a run."""
+    try:
+        loc = resolve(url)
+        if not loc.local:
+            probe = loc.join("tmp", new_tmp_name("probe"))
+            loc.fs.pipe_file(probe, b"")
+            loc.fs.rm(probe)
+            return
+    except Exception as exc:  # any client failure (network, credentials, DNS) means the same
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreWriteError(f"cannot write to the store at {url}: {reason}") from None
+    path = Path(loc.root)
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir():
+        raise StoreWriteError(
+            f"cannot use {loc.root} as a store: {path} is a file, not a directory"
+        )
+    if not os.access(path, os.W_OK):
+        raise StoreWriteError(f"cannot write to the store at {loc.root}: {path} is read-only")
+
+
 def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) -> Location:
     """Turn a local path or fsspec URL (None: the default root) into a `Location`."""
     text = default_root(root)
