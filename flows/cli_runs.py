@@ -8,9 +8,11 @@ each command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -50,6 +52,18 @@ def preload(setup, items: list, model: str | None) -> None:
 
     setups = {Setup.resolve(model, i.transcoders, setup.store) for i in items}
     threading.Thread(target=lambda: [loaded(s) for s in setups], daemon=True).start()
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """A store that fails mid-run (disk full, say) ends the command with the store's one-line
+    error, not a traceback through the flow engine."""
+    from circuitflow.store import StoreError
+
+    try:
+        yield
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def resolve_setup(model, transcoders, store_url):
@@ -100,7 +114,7 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
     request = RunRequest(prompt, params_from(kwargs))
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     server_up()
-    with quiet_flows():
+    with quiet_flows(), store_errors():
         outcome = attribute_prompt(setup, request)
     if outcome.status != "ok":
         if as_json:
@@ -213,7 +227,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
         else sweep_flow.with_options(task_runner=dask_runner(workers, dask_address))
     )
     server_up()
-    with quiet_flows():
+    with quiet_flows(), store_errors():
         outcomes = flow(
             file=str(Path(file).resolve()),
             model=kwargs["model"] and setup.model,
