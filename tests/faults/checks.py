@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 
 from circuitflow.store import Store
 from circuitflow.store.maintenance import verify
+from tests.store.procs import REPO, child_env
 
 PROMPTS = [
     "The capital of the state containing Dallas is",
@@ -36,3 +39,15 @@ def computed_twice(store: Store) -> list[tuple[str, str]]:
     ).to_pylist()
     counts = collections.Counter((e["stage"], e["key"]) for e in events)
     return [pair for pair, n in counts.items() if n > 1]
+
+
+def start_sweep(root: str, prompts: list[str]) -> subprocess.Popen[str]:
+    """`tests.faults.driver` over `prompts` against the store at `root`, in its own process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.driver", root, *prompts],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+    )

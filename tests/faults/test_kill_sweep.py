@@ -6,26 +6,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.checks import PROMPTS, assert_sound, computed_twice
-from tests.store.procs import REPO, child_env
-
-
-def _sweep(root: str, prompts: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.driver", root, *prompts],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=REPO,
-    )
+from tests.faults.checks import PROMPTS, assert_sound, computed_twice, start_sweep
 
 
 def _published(root: str) -> dict[str, int]:
@@ -43,7 +29,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path: Path, seed: int) -> 
     rng = random.Random(seed)
     root = str(tmp_path / "store")
     prompts = PROMPTS[:4]
-    sweep = _sweep(root, prompts)
+    sweep = start_sweep(root, prompts)
     # Wait until the first stage is on disk (imports and model load vary with machine load),
     # then kill at a random moment inside the runs.
     deadline = time.monotonic() + 120
@@ -54,7 +40,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path: Path, seed: int) -> 
     sweep.wait()
 
     before = _published(root)
-    rerun = _sweep(root, prompts)
+    rerun = start_sweep(root, prompts)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
 
