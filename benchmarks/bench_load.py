@@ -98,14 +98,15 @@ def main() -> None:
 
     print(f"\n{len(outcomes)} runs ({ok} ok) in {wall:.1f} s: {60 * len(outcomes) / wall:.1f}/min")
     print(f"load average after: {os.getloadavg()}")
-    print("\nresident memory per process (MiB): peak; at 25% of runs done; at the end")
-    quarter = next((s for s in samples if s["done"] >= len(outcomes) / 4), samples[0])
-    last = next(s for s in reversed(samples) if s["rss"])
+    print("\nresident memory per process (MiB): peak; with 25%, 50%, 75% of runs done; last seen")
+    n = len(outcomes)
     for name in sorted({n for s in samples for n in s["rss"]}):
-        peak = max(s["rss"].get(name, 0) for s in samples) / 2**20
-        at_quarter = quarter["rss"].get(name, 0) / 2**20
-        at_end = last["rss"].get(name, 0) / 2**20
-        print(f"  {name:70} {peak:8.0f} {at_quarter:8.0f} {at_end:8.0f}")
+        seen = [s for s in samples if name in s["rss"]]
+        peak = max(s["rss"][name] for s in seen) / 2**20
+        at = [next((s["rss"][name] for s in seen if s["done"] >= f * n), 0) / 2**20
+              for f in (0.25, 0.5, 0.75)]  # fmt: skip
+        last = seen[-1]["rss"][name] / 2**20
+        print(f"  {name:60} {peak:6.0f} " + " ".join(f"{m:6.0f}" for m in at) + f" {last:6.0f}")
     size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     print(f"\nstore size: {size / 2**20:.1f} MiB ({size / len(outcomes) / 2**10:.0f} KiB a run)")
 
