@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 if TYPE_CHECKING:  # imported where a model is loaded: TransformerLens takes seconds to import
@@ -82,7 +83,10 @@ def _load_directory(directory: Path, device, dtype) -> HookedTransformer:
     cfg = HookedTransformerConfig(**fields)
     tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    state = load_file(str(directory / "model.safetensors"))
+    try:
+        state = load_file(str(directory / "model.safetensors"))
+    except SafetensorError as error:  # truncated or not a safetensors file
+        raise ModelLoadError(f"{directory}/model.safetensors cannot be read: {error}") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not _is_buffer(model, k)]
     if missing or unexpected:

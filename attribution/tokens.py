@@ -73,7 +73,8 @@ def _encode_text(prompt: str, tokenizer) -> torch.Tensor:
     if unk is not None and (ids == unk).any():
         where = (ids == unk).nonzero().flatten().tolist()
         if tokenizer.is_fast:
-            words = [prompt[slice(*encoded["offset_mapping"][i])] for i in where]
+            # Clipped: one unknown "word" may be the whole of a 100,000-character prompt.
+            words = [_clip(prompt[slice(*encoded["offset_mapping"][i])]) for i in where]
         else:
             words = [f"token {i}" for i in where]
         raise PromptError(
@@ -81,3 +82,7 @@ def _encode_text(prompt: str, tokenizer) -> torch.Tensor:
             "rephrase with known words (the tokenizer maps these to its unknown token)"
         )
     return ids
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -8,9 +8,11 @@ each command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -52,8 +54,22 @@ def preload(setup, items: list, model: str | None) -> None:
     threading.Thread(target=lambda: [loaded(s) for s in setups], daemon=True).start()
 
 
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """A store that fails mid-run (disk full, say) ends the command with the store's one-line
+    error, not a traceback through the flow engine."""
+    from circuitflow.store import StoreError
+
+    try:
+        yield
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def resolve_setup(model, transcoders, store_url):
     """The run's setup, with the model and transcoders checked before any flow starts."""
+    from circuitflow.store import StoreError
+    from circuitflow.store.fs import check_writable
     from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
@@ -61,9 +77,10 @@ def resolve_setup(model, transcoders, store_url):
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
+        check_writable(setup.store)
         model_identity(setup.model)
         transcoders_identity(setup.transcoders)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, StoreError) as error:
         raise click.ClickException(str(error)) from None
     return setup
 
@@ -108,7 +125,7 @@ def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -
     config = load_config(analysis_file)
     setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
     server_up()
-    with quiet_flows():
+    with quiet_flows(), store_errors():
         outcome = attribute_prompt(setup, request, config)
     if outcome.status != "ok":
         if as_json:
@@ -225,7 +242,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
         else sweep_flow.with_options(task_runner=dask_runner(workers, dask_address))
     )
     server_up()
-    with quiet_flows():
+    with quiet_flows(), store_errors():
         outcomes = flow(
             file=str(Path(file).resolve()),
             model=kwargs["model"] and setup.model,
@@ -247,7 +264,8 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
         highlight=False,
     )
     for o in failed:
-        console.print(f"[red]failed[/red] {o['prompt']!r}: {o['error']}", highlight=False)
+        prompt = o["prompt"] if len(o["prompt"]) <= 60 else o["prompt"][:60] + "..."
+        console.print(f"[red]failed[/red] {prompt!r}: {o['error']}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------ reprune

@@ -25,6 +25,7 @@ from circuitflow.store.errors import (
     ObjectMissing,
     QueryError,
     StoreError,
+    StoreWriteError,
 )
 from circuitflow.store.fs import default_root
 from circuitflow.store.keys import (
@@ -54,6 +55,7 @@ __all__ = [
     "SparseCOO",
     "Store",
     "StoreError",
+    "StoreWriteError",
     "StoredObject",
     "TableSchema",
     "TensorInfo",

@@ -49,7 +49,13 @@ import pyarrow.parquet as pq
 
 from circuitflow.store.arrow import to_arrow_table
 from circuitflow.store.errors import CatalogError
-from circuitflow.store.fs import Location, new_tmp_name, utc_now, write_bytes_atomic
+from circuitflow.store.fs import (
+    Location,
+    new_tmp_name,
+    utc_now,
+    write_bytes_atomic,
+    writing_to,
+)
 from circuitflow.store.keys import check_name
 
 COMMIT = "commit.json"
@@ -334,6 +340,17 @@ class Catalog:
             "sources": sorted(sources),
         }
         loc = self.location
+        with writing_to(loc, f"catalog batch {batch_id}"):
+            self._write_batch_files(final_path, tables, commit)
+        rows = {name: table.num_rows for name, table in tables.items()}
+        batch = Batch(batch_id, final_path, dict(held), rows, tuple(commit["sources"]))
+        self._commits[batch_id] = batch
+        return batch
+
+    def _write_batch_files(
+        self, final_path: str, tables: Mapping[str, pa.Table], commit: dict[str, Any]
+    ) -> None:
+        loc = self.location
         if loc.local:
             tmp = loc.join("tmp", new_tmp_name("batch"))
             os.makedirs(tmp)
@@ -352,10 +369,6 @@ class Catalog:
                 with loc.fs.open(posixpath.join(final_path, f"{name}.parquet"), "wb") as f:
                     pq.write_table(table, f, compression="zstd")
             loc.fs.pipe_file(posixpath.join(final_path, COMMIT), json.dumps(commit).encode())
-        rows = {name: table.num_rows for name, table in tables.items()}
-        batch = Batch(batch_id, final_path, dict(held), rows, tuple(commit["sources"]))
-        self._commits[batch_id] = batch
-        return batch
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

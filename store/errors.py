@@ -33,3 +33,8 @@ class CatalogError(StoreError):
 
 class QueryError(StoreError):
     """A SQL query was refused or failed."""
+
+
+class StoreWriteError(StoreError):
+    """The store's filesystem refused a write (disk full, read-only, gone): nothing partial
+    was published, and the same run again resumes once the cause is fixed."""

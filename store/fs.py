@@ -9,10 +9,12 @@ fall back to "write everything, then the small commit file last"; see `store.obj
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
+
+from circuitflow.store.errors import StoreWriteError
 
 ENV_VAR = "CIRCUITFLOW_STORE"
 DEFAULT_ROOT = ".circuitflow/store"
@@ -75,6 +79,45 @@ class Location:
     def rel(self, path: str) -> str:
         """A path relative to the store root, for messages and reports."""
         return posixpath.relpath(path, self.root)
+
+
+@contextlib.contextmanager
+def writing_to(loc: Location, what: str) -> Iterator[None]:
+    """Turn the filesystem refusing a write (disk full, read-only, permissions) into one
+    StoreWriteError that names the store: the user's first question is which disk."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, IsADirectoryError):
+        raise  # the callers' own logic handles these
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreWriteError(f"cannot write {what} to the store at {loc.url}: {reason}") from exc
+
+
+def check_writable(url: str) -> None:
+    """Fail now, with one StoreWriteError, where a run could not write its results: an URL
+    whose filesystem is not installed or cannot be reached or written (a small probe file is
+    written and removed), a local root that is (or lies under) a file, or on a read-only disk.
+    Called before anything starts, so a bad --store costs seconds, not a run."""
+    try:
+        loc = resolve(url)
+        if not loc.local:
+            probe = loc.join("tmp", new_tmp_name("probe"))
+            loc.fs.pipe_file(probe, b"")
+            loc.fs.rm(probe)
+            return
+    except Exception as exc:  # any client failure (network, credentials, DNS) means the same
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreWriteError(f"cannot write to the store at {url}: {reason}") from None
+    path = Path(loc.root)
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir():
+        raise StoreWriteError(
+            f"cannot use {loc.root} as a store: {path} is a file, not a directory"
+        )
+    if not os.access(path, os.W_OK):
+        raise StoreWriteError(f"cannot write to the store at {loc.root}: {path} is read-only")
 
 
 def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) -> Location:

@@ -126,18 +126,25 @@ def verify(store: Store, *, quarantine: bool = False, workers: int = 2) -> Verif
                 report.quarantined.append(loc.rel(dest))
     state = store.catalog.state()
     for batch in state.batches + state.absorbed:
+        found = []
         for table in batch.tables:
             report.table_files += 1
             try:
                 with store.fs.open(batch.file(table), "rb") as f:
                     rows = pq.read_metadata(f).num_rows
             except Exception as exc:  # any failure to parse means the file is unusable
-                problem = f"unreadable Parquet ({exc})"
-                report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
+                found.append(Problem(loc.rel(batch.file(table)), "", f"unreadable Parquet ({exc})"))
                 continue
             if rows != batch.rows[table]:
                 problem = f"{rows} rows, commit.json says {batch.rows[table]}"
-                report.problems.append(Problem(loc.rel(batch.file(table)), "", problem))
+                found.append(Problem(loc.rel(batch.file(table)), "", problem))
+        report.problems.extend(found)
+        if found and quarantine:
+            # The whole batch goes: its runs are then unrecorded, and the next run of them
+            # records them again from their stored stages.
+            dest = store.quarantine_batch(batch.path, "; ".join(str(p) for p in found))
+            if dest:
+                report.quarantined.append(loc.rel(dest))
     return report
 
 

@@ -59,6 +59,7 @@ from circuitflow.store.fs import (
     resolve,
     utc_now,
     utc_stamp,
+    writing_to,
 )
 from circuitflow.store.keys import check_key, check_name, normalize
 from circuitflow.store.tensors import (
@@ -264,6 +265,15 @@ class ObjectStore:
         parts = rel.split("/")
         stage, key = parts[1], parts[-1]
         dest = self.location.join("quarantine", stage, f"{key}-{utc_stamp()}-{new_tmp_name('q')}")
+        return self._move_aside(path, dest, reason)
+
+    def quarantine_batch(self, path: str, reason: str) -> str | None:
+        """Move a damaged catalog batch directory aside to quarantine/tables/."""
+        name = posixpath.basename(path.rstrip("/"))
+        dest = self.location.join("quarantine", "tables", f"{name}-{new_tmp_name('q')}")
+        return self._move_aside(path, dest, reason)
+
+    def _move_aside(self, path: str, dest: str, reason: str) -> str | None:
         try:
             if self.location.local:
                 os.makedirs(posixpath.dirname(dest), exist_ok=True)
@@ -384,7 +394,8 @@ class ObjectWriter:
         loc = store.location
         self.tmp_path = loc.join("tmp", new_tmp_name(f"obj-{stage}-{key[:12]}"))
         if loc.local:
-            os.makedirs(self.tmp_path)
+            with writing_to(loc, f"object {stage}/{key}"):
+                os.makedirs(self.tmp_path)
         self._digests: dict[str, tuple[str, int]] = {}
         self._tensors: dict[str, dict[str, Any]] = {}
         self._tables: dict[str, dict[str, Any]] = {}
@@ -404,12 +415,13 @@ class ObjectWriter:
     def _write(self, rel: str, data: bytes) -> None:
         """Write one file of the object into the temporary copy, recording its digest."""
         path = posixpath.join(self.tmp_path, rel)
-        if self.store.location.local:
-            os.makedirs(posixpath.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-        else:
-            self.store.fs.pipe_file(path, data)
+        with writing_to(self.store.location, f"object {self.stage}/{self.key}"):
+            if self.store.location.local:
+                os.makedirs(posixpath.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+            else:
+                self.store.fs.pipe_file(path, data)
         self._digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
 
     def _write_tensor_files(self, files: Iterable[tuple[str, bytes]]) -> None:
@@ -512,10 +524,11 @@ class ObjectWriter:
             return self.published
         manifest = self.manifest()
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        if self.store.location.local:
-            self._publish_local(data)
-        else:
-            self._publish_remote(data)
+        with writing_to(self.store.location, f"object {self.stage}/{self.key}"):
+            if self.store.location.local:
+                self._publish_local(data)
+            else:
+                self._publish_remote(data)
         if self.won:
             self.published = StoredObject(
                 self.store, self.stage, self.key, self.final_path, manifest
