@@ -53,12 +53,16 @@ def optional_positive_int(value: Any) -> str | None:
 
 
 EDGE_PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = EDGE_PRECISIONS  # the model's dtype takes the same three names
 
 
 def edge_precision(value: Any) -> str | None:
     if value not in EDGE_PRECISIONS:
         return f"must be one of {', '.join(EDGE_PRECISIONS)}, got {value!r}"
     return None
+
+
+precision = edge_precision  # the check, under a name the `edge_precision` field does not hide
 
 
 def token_list(value: Any) -> str | None:
@@ -122,6 +126,17 @@ class RunParams:
         "pruning then read the rounded weights (what that changes: benchmarks/RESULTS.md).",
         edge_precision,
         choices=EDGE_PRECISIONS,
+    )
+
+    dtype: str = param(
+        "float32",
+        "Precision the model and transcoders compute in. float32 is exact (it matches "
+        "circuit-tracer); bfloat16 and float16 halve memory but round every activation, so "
+        "which features are active near zero, the salient targets, the feature budget's order "
+        "and the edge weights (to about 1e-2 relative) can change, and float16 can overflow on "
+        "large residuals. Part of the stored stages' keys.",
+        precision,
+        choices=PRECISIONS,
     )
 
     def __post_init__(self) -> None:

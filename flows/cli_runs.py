@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from circuitflow.flows.cli_server import server
-from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
+from circuitflow.flows.options import (
+    DEVICE_OPTION,
+    STORE_HELP,
+    checked,
+    params_from,
+    run_options,
+)
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
 
@@ -48,16 +54,19 @@ def preload(setup, items: list, model: str | None) -> None:
 
     from circuitflow.tasks.runtime import Setup, loaded
 
-    setups = {Setup.resolve(model, i.transcoders, setup.store) for i in items}
-    threading.Thread(target=lambda: [loaded(s) for s in setups], daemon=True).start()
+    setups = {Setup.resolve(model, i.transcoders, setup.store, setup.device) for i in items}
+    dtypes = {i.request.params.dtype for i in items}
+    threading.Thread(
+        target=lambda: [loaded(s, d) for s in setups for d in dtypes], daemon=True
+    ).start()
 
 
-def resolve_setup(model, transcoders, store_url):
-    """The run's setup, with the model and transcoders checked before any flow starts."""
+def resolve_setup(model, transcoders, store_url, device=None):
+    """The run's setup, with the model, transcoders and device checked before any flow starts."""
     from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
-        setup = Setup.resolve(model, transcoders, store_url)
+        setup = Setup.resolve(model, transcoders, store_url, device)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
@@ -66,6 +75,19 @@ def resolve_setup(model, transcoders, store_url):
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
     return setup
+
+
+WORKERS_HELP = (
+    "Worker processes: 1 runs in this process, more start a local Dask cluster "
+    "[default: one per GPU with --device cuda, else 2]."
+)
+
+
+def default_workers(device: str) -> int:
+    """One worker per GPU on 'cuda' (each takes its own GPU), else 2."""
+    from circuitflow.tasks.runtime import gpu_count
+
+    return gpu_count(device) or 2
 
 
 # --------------------------------------------------------------------------------- attribute
@@ -95,7 +117,9 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
     from circuitflow.tasks import RunRequest
 
     request = RunRequest(prompt, params_from(kwargs))
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     server_up()
     with quiet_flows():
         outcome = attribute_prompt(setup, request)
@@ -171,16 +195,17 @@ def print_report(report: dict) -> None:
 @click.option(
     "--workers",
     type=int,
-    default=2,
-    show_default=True,
+    default=None,
     callback=positive,
-    help="Worker processes: 1 runs in this process, more start a local Dask cluster.",
+    help=WORKERS_HELP,
 )
 @click.option(
     "--dask-address", default=None, metavar="ADDR", help="Use an existing Dask cluster instead."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of every run as JSON.")
-def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kwargs) -> None:
+def sweep(
+    file: str, workers: int | None, dask_address: str | None, as_json: bool, **kwargs
+) -> None:
     """Attribute every prompt of FILE with every combination of its grid.
 
     FILE is a text file (one prompt a line), JSONL or CSV with a `prompt` column, or a sweep
@@ -199,8 +224,11 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     from circuitflow.flows.sweep import sweep as sweep_flow
 
     params = params_from(kwargs)
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     items, file_model = check_sweep_file(file, params, kwargs["transcoders"])
+    workers = workers or default_workers(setup.device)
     in_process = workers == 1 and not dask_address
     if in_process:  # load the model while the Prefect server starts
         preload(setup, items, kwargs["model"] and setup.model or file_model)
@@ -217,6 +245,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
             transcoders=kwargs["transcoders"],
             store=setup.store,
             params=params.to_dict(),
+            device=setup.device,
             show_progress=not as_json,
             workers=workers,
             in_process=in_process,
@@ -253,8 +282,9 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     help="New edge threshold [default: the run's].",
 )
 @click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
+@DEVICE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the new runs as JSON.")
-def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None:
+def reprune(run_ids, node_threshold, edge_threshold, store_url, device, as_json) -> None:
     """Prune recorded runs again at new thresholds (only prune and export recompute).
 
     \b
@@ -271,10 +301,16 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
 
     if node_threshold is None and edge_threshold is None:
         raise click.UsageError("give --node-threshold, --edge-threshold or both")
+    from circuitflow.tasks.runtime import resolve_device
+
     root = default_root(store_url)
     try:
+        device = resolve_device(device)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
         with quiet_flows():
-            outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
+            outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold, device)
     except (UnknownRunError, ParamError) as error:
         raise click.UsageError(str(error)) from None
     reports = [run_report(stored_request(root, o.run_id)[0], o) for o in outcomes]
@@ -297,7 +333,7 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cron", required=True, metavar="EXPR", help='Cron schedule, e.g. "0 3 * * *".')
 @click.option("--name", default=None, help="Deployment name [default: sweep-<file stem>].")
-@click.option("--workers", type=int, default=2, show_default=True, callback=positive)
+@click.option("--workers", type=int, default=None, callback=positive, help=WORKERS_HELP)
 @click.option("--dask-address", default=None, metavar="ADDR")
 @run_options
 def schedule(
@@ -327,8 +363,11 @@ def schedule(
     from circuitflow.flows.sweep import sweep as sweep_flow
 
     params = params_from(kwargs)
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     check_sweep_file(file, params, kwargs["transcoders"])
+    workers = workers or default_workers(setup.device)
     name = name or f"sweep-{Path(file).stem}"
     try:
         Cron(cron)
@@ -352,6 +391,7 @@ def schedule(
             "transcoders": kwargs["transcoders"],
             "store": setup.store,
             "params": params.to_dict(),
+            "device": setup.device,
             "show_progress": False,
             "workers": workers,
             "in_process": in_process,

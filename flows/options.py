@@ -79,8 +79,18 @@ def params_from(kwargs: dict[str, Any]) -> RunParams:
     return RunParams(**values)
 
 
+DEVICE_OPTION = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the model runs: auto is CUDA when there is a GPU, else CPU. Not part of the "
+    "stored stages' keys (CPU and GPU agree within float tolerance).",
+)
+
+
 def setup_options(command: Callable) -> Callable:
-    """--model, --transcoders, --store and --verbose."""
+    """--model, --transcoders, --store, --device and --verbose."""
     options = [
         click.option(
             "--model",
@@ -96,6 +106,7 @@ def setup_options(command: Callable) -> Callable:
             "[default: plt].",
         ),
         click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP),
+        DEVICE_OPTION,
         click.option("--verbose", is_flag=True, help="Show Prefect's logs."),
     ]
     for option in reversed(options):

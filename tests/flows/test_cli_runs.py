@@ -100,6 +100,9 @@ def test_summary_names_the_graph_and_how_to_query(invoke):
         (["attribute", "w1 aardvark"], 1, "aardvark"),
         (["attribute", "w1", "--target", "w1 w2"], 1, "exactly one token"),
         (["attribute", "w1", "--transcoders", "/no/such/dir"], 1, "not found"),
+        (["attribute", "w1", "--device", "gpu"], 2, "auto, cpu, cuda, cuda:N or mps"),
+        (["attribute", "w1", "--device", "cuda:99"], 2, "cuda:99"),
+        (["attribute", "w1", "--dtype", "float64"], 2, "float64"),
     ],
 )
 def test_bad_input_is_a_clear_error(invoke, args, code, message):
@@ -141,3 +144,13 @@ def test_run_options_come_from_run_params():
             assert flag in text, (command, flag)
     text = CliRunner().invoke(main, ["attribute", "--help"], terminal_width=200).output
     assert "[default: 0.8]" in text and "[default: 0.98]" in text
+
+
+def test_device_and_precision_on_every_run_command():
+    """--device on the four run commands; --dtype (a RunParams field) says what half precision
+    cannot keep exact."""
+    for command in ("attribute", "sweep", "schedule", "reprune"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        assert "--device" in text and "auto" in text, command
+        if command != "reprune":  # reprune keeps the run's precision
+            assert "--dtype" in text and "bfloat16" in text and "exact" in text, command
