@@ -23,9 +23,13 @@ from pathlib import Path
 import torch
 
 from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
+from circuitflow.attribution.hub import HubError, model_revision, snapshot_identity
+from circuitflow.attribution.models import ModelLoadError
+from circuitflow.attribution.transcoders import transcoder_directory
 from circuitflow.models import BUILTIN_MODEL
 from circuitflow.store import DigestCache, model_digest, transcoder_digest
 from circuitflow.store.fs import default_root
+from circuitflow.store.keys import canonical_json, sha256_hex
 
 TRANSCODER_PRESETS = ("plt", "clt")
 DEVICE_HELP = (
@@ -182,15 +186,20 @@ def model_identity(model: str) -> str:
     if directory.is_dir():
         config = json.loads((directory / "config.json").read_text())
         return model_digest(config, [directory / "model.safetensors"], cache=DigestCache())
-    replacement = load_model(model)
-    return model_digest({"name": model}, replacement.state_dict())
+    # A hub name: its revision names the weights; nothing is loaded or hashed here.
+    try:
+        return model_digest({"hub": model_revision(model)}, {})
+    except HubError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 @cache
 def transcoders_identity(transcoders: str) -> str:
-    path = Path(transcoders)
-    if not path.is_dir():  # a hub reference: digest the downloaded snapshot
-        path = Path(load_transcoders(transcoders).path)
+    """Digest of a transcoder set: for a hub snapshot, the commit and the cache's blob names
+    (an LFS blob's name is its SHA-256); otherwise its files, hashed once per change."""
+    path = transcoder_directory(transcoders)
+    if (snapshot := snapshot_identity(path)) is not None:
+        return sha256_hex(canonical_json({"hub-transcoders": snapshot}))
     return transcoder_digest(path, cache=DigestCache())
 
 
