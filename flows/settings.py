@@ -14,8 +14,8 @@ Every run is a Prefect flow run, so every run command needs a Prefect API. In or
 
 The model hub is left online (only the built-in model, tests and CI are offline), and its
 download bars show. Besides: no telemetry, logs at warning level unless asked, no flow
-heartbeat (a 1 s join at the end of every flow run) and passive OpenMP waiting. `configure()` must run before Prefect and
-torch are imported; `quiet_flows()` wraps each flow call.
+heartbeat (a 1 s join at the end of every flow run) and passive OpenMP waiting. `configure()`
+must run before Prefect and torch are imported; `quiet_flows()` wraps each flow call.
 """
 
 from __future__ import annotations
