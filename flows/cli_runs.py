@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -90,14 +91,43 @@ def default_workers(device: str) -> int:
     return gpu_count(device) or 2
 
 
+def slug_name(ctx, param, value):
+    """A slug names a file: letters, digits, '_', '-' and '.' only."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise click.BadParameter(f"use letters, digits, '_', '-' and '.', got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------------- attribute
 
 
 @click.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@click.option("-p", "--prompt", "prompt_option", default=None, help="The prompt (or give PROMPT).")
 @run_options
+@click.option(
+    "--graph_file_dir",
+    "--graph-file-dir",
+    "graph_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the graph JSON and graph-metadata.json into this directory.",
+)
+@click.option(
+    "--slug",
+    default=None,
+    callback=slug_name,
+    help="The graph's name in --graph_file_dir [default: the run id].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def attribute(prompt: str, as_json: bool, **kwargs) -> None:
+def attribute(
+    prompt: str | None,
+    prompt_option: str | None,
+    graph_dir: str | None,
+    slug: str | None,
+    as_json: bool,
+    **kwargs,
+) -> None:
     """Compute PROMPT's attribution graph, prune it, and record it in the catalog.
 
     Every stage is cached in the store: the same command again costs nothing, and a new
@@ -108,6 +138,9 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
       circuitflow attribute "The capital of the state containing Dallas is"
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
     """
+    if (prompt is None) == (prompt_option is None):
+        raise click.UsageError("give the prompt once: as PROMPT or as -p/--prompt")
+    prompt = prompt if prompt is not None else prompt_option
     configure(kwargs["verbose"])
     from circuitflow.flows.settings import quiet_flows, start_server_early
 
@@ -132,10 +165,28 @@ def attribute(prompt: str, as_json: bool, **kwargs) -> None:
             errors.print(f"[red]error:[/red] {outcome.error}", highlight=False)
         sys.exit(1)
     report = run_report(setup, outcome)
+    if graph_dir:
+        report["graph_file"] = str(write_to_graph_dir(setup, outcome.run_id, graph_dir, slug))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+
+
+def write_to_graph_dir(setup, rid: str, graph_dir: str, slug: str | None) -> Path:
+    """circuit-tracer's --graph_file_dir/--slug: the run's graph JSON, indexed in the directory."""
+    from circuitflow.flows.cli_export import cannot_write
+    from circuitflow.flows.graph_files import write_graph_dir
+    from circuitflow.tasks.graph_document import graph_document
+    from circuitflow.tasks.recorded import open_run
+
+    doc, _ = graph_document(open_run(setup.store, rid), None)
+    if slug:
+        doc["metadata"]["slug"] = slug
+    try:
+        return write_graph_dir(doc, graph_dir)
+    except (OSError, ValueError) as error:
+        raise cannot_write(graph_dir, error) from None
 
 
 def print_report(report: dict) -> None:

@@ -93,13 +93,17 @@ def setup_options(command: Callable) -> Callable:
     """--model, --transcoders, --store, --device and --verbose."""
     options = [
         click.option(
+            "-m",
             "--model",
             default=None,
             metavar="NAME|DIR",
             help="Model directory or TransformerLens name [default: the built-in capitals-4l].",
         ),
         click.option(
+            "-t",
             "--transcoders",
+            "--transcoder_set",
+            "transcoders",
             default=None,
             metavar="plt|clt|DIR",
             help="Transcoder preset of the model directory, a directory, or a hub id "

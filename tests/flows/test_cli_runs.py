@@ -154,3 +154,21 @@ def test_device_and_precision_on_every_run_command():
         assert "--device" in text and "auto" in text, command
         if command != "reprune":  # reprune keeps the run's precision
             assert "--dtype" in text and "bfloat16" in text and "exact" in text, command
+
+
+def test_circuit_tracer_flags_are_accepted(invoke, tmp_path):
+    """A circuit-tracer command line (its flag spellings) works with `circuitflow attribute`."""
+    graphs = tmp_path / "graphs"
+    result = invoke(
+        "attribute", "-p", "w5 w3 w8 w1", "--transcoder_set", "plt", "--batch_size", "8",
+        "--max_feature_nodes", "20", "--dtype", "float32", "--graph_file_dir", str(graphs),
+        "--slug", "mine", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["graph_file"] == str(graphs / "mine.json")
+    index = json.loads((graphs / "graph-metadata.json").read_text())
+    assert [g["slug"] for g in index["graphs"]] == ["mine"]
+    assert json.loads((graphs / "mine.json").read_text())["metadata"]["slug"] == "mine"
+    assert invoke("attribute", "w1", "-p", "w2").exit_code == 2  # the prompt twice
+    assert "letters, digits" in invoke("attribute", "w1", "--slug", "../x").output
