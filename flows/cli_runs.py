@@ -154,7 +154,10 @@ def attribute(
         kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
     )
     server_up()
-    with quiet_flows():
+    from circuitflow.flows.progress import StageProgress
+    from circuitflow.tasks.progress import reporting
+
+    with quiet_flows(), StageProgress() as shown, reporting(shown):
         outcome = attribute_prompt(setup, request)
     if outcome.status != "ok":
         if as_json:

@@ -27,7 +27,7 @@ def invoke(prefect_api, toy_model_dir, tmp_path):
 def test_attribute_json_equals_the_catalog(invoke):
     result = invoke("attribute", "w5 w3 w8 w1", "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     run = (
         Store(invoke.store)
         .query(f"SELECT * FROM runs WHERE run_id = '{report['run_id']}'")
@@ -166,6 +166,8 @@ def test_circuit_tracer_flags_are_accepted(invoke, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    for stage in ("precompute", "rows", "prune"):  # progress goes to stderr
+        assert f"{stage}: computing" in result.stderr and f"{stage}: computed" in result.stderr
     assert report["graph_file"] == str(graphs / "mine.json")
     index = json.loads((graphs / "graph-metadata.json").read_text())
     assert [g["slug"] for g in index["graphs"]] == ["mine"]
