@@ -69,6 +69,7 @@ def boolean(value: Any) -> str | None:
 
 
 EDGE_PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = EDGE_PRECISIONS  # the model's dtype takes the same three names
 
 
 def edge_precision(value: Any) -> str | None:
@@ -89,6 +90,15 @@ class ListFlag:
     metavars: tuple[str, ...]
     help: str
     item: Callable[..., Any]
+
+
+precision = edge_precision  # the check, under a name the `edge_precision` field does not hide
+
+
+def token_list(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(t, str | int) for t in value):
+        return f"must be a list of tokens (strings or ids), got {value!r}"
+    return None
 
 
 def param(
@@ -178,6 +188,17 @@ class RunParams:
         "Also check the graph causally and store the checks: ablate its top-k features and "
         "random ones (table `interventions`).",
         boolean,
+    )
+
+    dtype: str = param(
+        "float32",
+        "Precision the model and transcoders compute in. float32 is exact (it matches "
+        "circuit-tracer); bfloat16 and float16 halve memory but round every activation, so "
+        "which features are active near zero, the salient targets, the feature budget's order "
+        "and the edge weights (to about 1e-2 relative) can change, and float16 can overflow on "
+        "large residuals. Part of the stored stages' keys.",
+        precision,
+        choices=PRECISIONS,
     )
 
     def __post_init__(self) -> None:

@@ -295,21 +295,24 @@ def _resolve_directory(path: str | os.PathLike) -> Path:
     return _download_from_hub(text)
 
 
+def transcoder_directory(path: str | os.PathLike) -> Path:
+    """The local directory of a transcoder set: `path` itself, or the hub snapshot (downloaded
+    when online) of a reference `user/repo[/subfolder][@rev]`."""
+    return _resolve_directory(path)
+
+
 def _download_from_hub(reference: str) -> Path:
     """Resolve `user/repo[/subfolder][@rev]` to a local snapshot directory."""
-    from huggingface_hub import snapshot_download
+    from circuitflow.attribution.hub import HubError, cached_snapshot
 
     reference, _, revision = reference.partition("@")
     parts = reference.split("/")
     repo_id, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
     patterns = [f"{subfolder}/*"] if subfolder else None
     try:
-        root = snapshot_download(repo_id, revision=revision or None, allow_patterns=patterns)
-    except Exception as error:  # network errors, missing repos, offline mode
-        raise TranscoderError(
-            f"could not fetch transcoders {reference!r} from the model hub ({error}); "
-            "download them to a directory and pass its path instead"
-        ) from error
+        root = cached_snapshot(repo_id, revision=revision or None, patterns=patterns)
+    except HubError as error:
+        raise TranscoderError(f"could not fetch transcoders {reference!r}: {error}") from None
     return Path(root) / subfolder if subfolder else Path(root)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,13 @@ from rich.console import Console
 from rich.table import Table
 
 from circuitflow.flows.cli_server import server
-from circuitflow.flows.options import STORE_HELP, checked, params_from, run_options
+from circuitflow.flows.options import (
+    DEVICE_OPTION,
+    STORE_HELP,
+    checked,
+    params_from,
+    run_options,
+)
 from circuitflow.flows.output import console
 from circuitflow.flows.settings import configure
 
@@ -50,8 +57,11 @@ def preload(setup, items: list, model: str | None) -> None:
 
     from circuitflow.tasks.runtime import Setup, loaded
 
-    setups = {Setup.resolve(model, i.transcoders, setup.store) for i in items}
-    threading.Thread(target=lambda: [loaded(s) for s in setups], daemon=True).start()
+    setups = {Setup.resolve(model, i.transcoders, setup.store, setup.device) for i in items}
+    dtypes = {i.request.params.dtype for i in items}
+    threading.Thread(
+        target=lambda: [loaded(s, d) for s in setups for d in dtypes], daemon=True
+    ).start()
 
 
 @contextlib.contextmanager
@@ -66,14 +76,14 @@ def store_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
 
 
-def resolve_setup(model, transcoders, store_url):
-    """The run's setup, with the model and transcoders checked before any flow starts."""
+def resolve_setup(model, transcoders, store_url, device=None):
+    """The run's setup, with the model, transcoders and device checked before any flow starts."""
     from circuitflow.store import StoreError
     from circuitflow.store.fs import check_writable
     from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
-        setup = Setup.resolve(model, transcoders, store_url)
+        setup = Setup.resolve(model, transcoders, store_url, device)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
@@ -85,12 +95,47 @@ def resolve_setup(model, transcoders, store_url):
     return setup
 
 
+WORKERS_HELP = (
+    "Worker processes: 1 runs in this process, more start a local Dask cluster "
+    "[default: one per GPU with --device cuda, else 2]."
+)
+
+
+def default_workers(device: str) -> int:
+    """One worker per GPU on 'cuda' (each takes its own GPU), else 2."""
+    from circuitflow.tasks.runtime import gpu_count
+
+    return gpu_count(device) or 2
+
+
+def slug_name(ctx, param, value):
+    """A slug names a file: letters, digits, '_', '-' and '.' only."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise click.BadParameter(f"use letters, digits, '_', '-' and '.', got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------------- attribute
 
 
 @click.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@click.option("-p", "--prompt", "prompt_option", default=None, help="The prompt (or give PROMPT).")
 @run_options
+@click.option(
+    "--graph_file_dir",
+    "--graph-file-dir",
+    "graph_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the graph JSON and graph-metadata.json into this directory.",
+)
+@click.option(
+    "--slug",
+    default=None,
+    callback=slug_name,
+    help="The graph's name in --graph_file_dir [default: the run id].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
     "--analysis",
@@ -100,7 +145,15 @@ def resolve_setup(model, transcoders, store_url):
     metavar="FILE",
     help="Analysis config (configs/analysis/*.yaml): functions attached to analysis points, captured into the catalog. Its module:function entries run code.",
 )
-def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -> None:
+def attribute(
+    prompt: str | None,
+    prompt_option: str | None,
+    graph_dir: str | None,
+    slug: str | None,
+    as_json: bool,
+    analysis_file: str | None,
+    **kwargs,
+) -> None:
     """Compute PROMPT's attribution graph, prune it, and record it in the catalog.
 
     Every stage is cached in the store: the same command again costs nothing, and a new
@@ -112,6 +165,9 @@ def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -
       circuitflow attribute "The capital of the state containing Dallas is" --node-threshold 0.6 --json
       circuitflow attribute "The capital of the state containing Dallas is" --analysis configs/analysis/seed_walkthrough.yaml
     """
+    if (prompt is None) == (prompt_option is None):
+        raise click.UsageError("give the prompt once: as PROMPT or as -p/--prompt")
+    prompt = prompt if prompt is not None else prompt_option
     configure(kwargs["verbose"])
     from circuitflow.flows.settings import quiet_flows, start_server_early
 
@@ -123,9 +179,14 @@ def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -
 
     request = RunRequest(prompt, params_from(kwargs))
     config = load_config(analysis_file)
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     server_up()
-    with quiet_flows(), store_errors():
+    from circuitflow.flows.progress import StageProgress
+    from circuitflow.tasks.progress import reporting
+
+    with quiet_flows(), store_errors(), StageProgress() as shown, reporting(shown):
         outcome = attribute_prompt(setup, request, config)
     if outcome.status != "ok":
         if as_json:
@@ -136,11 +197,29 @@ def attribute(prompt: str, as_json: bool, analysis_file: str | None, **kwargs) -
             errors.print(f"[red]error:[/red] {outcome.error}", highlight=False)
         sys.exit(1)
     report = run_report(setup, outcome) | ({"analysis": outcome.analysis} if config else {})
+    if graph_dir:
+        report["graph_file"] = str(write_to_graph_dir(setup, outcome.run_id, graph_dir, slug))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
         print_analysis_summary(outcome)
+
+
+def write_to_graph_dir(setup, rid: str, graph_dir: str, slug: str | None) -> Path:
+    """circuit-tracer's --graph_file_dir/--slug: the run's graph JSON, indexed in the directory."""
+    from circuitflow.flows.cli_export import cannot_write
+    from circuitflow.flows.graph_files import write_graph_dir
+    from circuitflow.tasks.graph_document import graph_document
+    from circuitflow.tasks.recorded import open_run
+
+    doc, _ = graph_document(open_run(setup.store, rid), None)
+    if slug:
+        doc["metadata"]["slug"] = slug
+    try:
+        return write_graph_dir(doc, graph_dir)
+    except (OSError, ValueError) as error:
+        raise cannot_write(graph_dir, error) from None
 
 
 def print_report(report: dict) -> None:
@@ -203,16 +282,17 @@ def print_report(report: dict) -> None:
 @click.option(
     "--workers",
     type=int,
-    default=2,
-    show_default=True,
+    default=None,
     callback=positive,
-    help="Worker processes: 1 runs in this process, more start a local Dask cluster.",
+    help=WORKERS_HELP,
 )
 @click.option(
     "--dask-address", default=None, metavar="ADDR", help="Use an existing Dask cluster instead."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome of every run as JSON.")
-def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kwargs) -> None:
+def sweep(
+    file: str, workers: int | None, dask_address: str | None, as_json: bool, **kwargs
+) -> None:
     """Attribute every prompt of FILE with every combination of its grid.
 
     FILE is a text file (one prompt a line), JSONL or CSV with a `prompt` column, or a sweep
@@ -231,8 +311,11 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     from circuitflow.flows.sweep import sweep as sweep_flow
 
     params = params_from(kwargs)
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     items, file_model = check_sweep_file(file, params, kwargs["transcoders"])
+    workers = workers or default_workers(setup.device)
     in_process = workers == 1 and not dask_address
     if in_process:  # load the model while the Prefect server starts
         preload(setup, items, kwargs["model"] and setup.model or file_model)
@@ -249,6 +332,7 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
             transcoders=kwargs["transcoders"],
             store=setup.store,
             params=params.to_dict(),
+            device=setup.device,
             show_progress=not as_json,
             workers=workers,
             in_process=in_process,
@@ -286,8 +370,9 @@ def sweep(file: str, workers: int, dask_address: str | None, as_json: bool, **kw
     help="New edge threshold [default: the run's].",
 )
 @click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
+@DEVICE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the new runs as JSON.")
-def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None:
+def reprune(run_ids, node_threshold, edge_threshold, store_url, device, as_json) -> None:
     """Prune recorded runs again at new thresholds (only prune and export recompute).
 
     \b
@@ -304,10 +389,16 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
 
     if node_threshold is None and edge_threshold is None:
         raise click.UsageError("give --node-threshold, --edge-threshold or both")
+    from circuitflow.tasks.runtime import resolve_device
+
     root = default_root(store_url)
     try:
+        device = resolve_device(device)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
         with quiet_flows():
-            outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold)
+            outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold, device)
     except (UnknownRunError, ParamError) as error:
         raise click.UsageError(str(error)) from None
     reports = [run_report(stored_request(root, o.run_id)[0], o) for o in outcomes]
@@ -330,7 +421,7 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, as_json) -> None
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cron", required=True, metavar="EXPR", help='Cron schedule, e.g. "0 3 * * *".')
 @click.option("--name", default=None, help="Deployment name [default: sweep-<file stem>].")
-@click.option("--workers", type=int, default=2, show_default=True, callback=positive)
+@click.option("--workers", type=int, default=None, callback=positive, help=WORKERS_HELP)
 @click.option("--dask-address", default=None, metavar="ADDR")
 @run_options
 def schedule(
@@ -360,8 +451,11 @@ def schedule(
     from circuitflow.flows.sweep import sweep as sweep_flow
 
     params = params_from(kwargs)
-    setup = resolve_setup(kwargs["model"], kwargs["transcoders"], kwargs["store_url"])
+    setup = resolve_setup(
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+    )
     check_sweep_file(file, params, kwargs["transcoders"])
+    workers = workers or default_workers(setup.device)
     name = name or f"sweep-{Path(file).stem}"
     try:
         Cron(cron)
@@ -385,6 +479,7 @@ def schedule(
             "transcoders": kwargs["transcoders"],
             "store": setup.store,
             "params": params.to_dict(),
+            "device": setup.device,
             "show_progress": False,
             "workers": workers,
             "in_process": in_process,

@@ -115,23 +115,38 @@ def params_from(kwargs: dict[str, Any]) -> RunParams:
     return RunParams(**values)
 
 
+DEVICE_OPTION = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the model runs: auto is CUDA when there is a GPU, else CPU. Not part of the "
+    "stored stages' keys (CPU and GPU agree within float tolerance).",
+)
+
+
 def setup_options(command: Callable) -> Callable:
-    """--model, --transcoders, --store and --verbose."""
+    """--model, --transcoders, --store, --device and --verbose."""
     options = [
         click.option(
+            "-m",
             "--model",
             default=None,
             metavar="NAME|DIR",
             help="Model directory or TransformerLens name [default: the built-in capitals-4l].",
         ),
         click.option(
+            "-t",
             "--transcoders",
+            "--transcoder_set",
+            "transcoders",
             default=None,
             metavar="plt|clt|DIR",
             help="Transcoder preset of the model directory, a directory, or a hub id "
             "[default: plt].",
         ),
         click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP),
+        DEVICE_OPTION,
         click.option("--verbose", is_flag=True, help="Show Prefect's logs."),
     ]
     for option in reversed(options):

@@ -7,6 +7,8 @@ ids differ) beside the old ones.
 
 from __future__ import annotations
 
+import dataclasses
+
 from prefect import flow
 
 from circuitflow.flows.attribute import attribute_prompt
@@ -27,14 +29,16 @@ def reprune(
     store: str,
     node_threshold: float | None = None,
     edge_threshold: float | None = None,
+    device: str = "cpu",
 ) -> list[RunOutcome]:
     """Re-prune each run at the new thresholds (None keeps the run's); returns the new runs'
-    outcomes."""
+    outcomes. `device` is where a stage that is no longer stored is recomputed."""
     changes = {"node_threshold": node_threshold, "edge_threshold": edge_threshold}
     changes = {name: value for name, value in changes.items() if value is not None}
     outcomes = []
     for rid in run_ids:
         setup, request = stored_request(store, rid)
+        setup = dataclasses.replace(setup, device=device)
         params = request.params.replace(**changes)
         outcomes.append(attribute_prompt(setup, RunRequest(request.prompt, params)))
     return outcomes

@@ -12,9 +12,10 @@ Every run is a Prefect flow run, so every run command needs a Prefect API. In or
    benchmarks/RESULTS.md) and keeps its database in ./.circuitflow/prefect.db; only this
    database is project-local, the user's Prefect home and profiles are left alone.
 
-Besides: no telemetry, logs at warning level unless asked, no flow heartbeat (a 1 s join at the
-end of every flow run) and passive OpenMP waiting. `configure()` must run before Prefect and
-torch are imported; `quiet_flows()` wraps each flow call.
+The model hub is left online (only the built-in model, tests and CI are offline), and its
+download bars show. Besides: no telemetry, logs at warning level unless asked, no flow
+heartbeat (a 1 s join at the end of every flow run) and passive OpenMP waiting. `configure()`
+must run before Prefect and torch are imported; `quiet_flows()` wraps each flow call.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ def configure(verbose: bool = False) -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        "TQDM_DISABLE": "1",
         "DASK_LOGGING__DISTRIBUTED": "error",  # Dask's cluster start/stop chatter
         # Idle OpenMP threads spinning made 2 threads 5-10x slower on a shared 2-core machine;
         # this must be set before torch is first imported.

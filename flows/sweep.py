@@ -60,6 +60,7 @@ def sweep(
     transcoders: str | None = None,
     store: str | None = None,
     params: dict | None = None,
+    device: str = "cpu",
     show_progress: bool = True,
     workers: int = 2,
     in_process: bool = False,
@@ -68,10 +69,12 @@ def sweep(
 
     `params` is a RunParams as a dict (Prefect records flow parameters: they stay JSON-like).
     `in_process` runs the batches here, one after another, instead of on the task runner.
+    `device` is a resolved device name ('cuda': each Dask worker takes the GPU of its number).
     """
     items, file_model = expand(file, RunParams.from_dict(params or {}), transcoders)
     setups = {
-        tc: Setup.resolve(model or file_model, tc, store) for tc in {i.transcoders for i in items}
+        tc: Setup.resolve(model or file_model, tc, store, device)
+        for tc in {i.transcoders for i in items}
     }
     runs = [(setups[i.transcoders], i.request) for i in items]
     batches = list(batches_of(runs, batch_size(len(runs), workers, in_process)))

@@ -172,4 +172,4 @@ class RunContext:
     @property
     def model(self) -> Loaded:
         """The model and transcoders, loaded in this process on first use."""
-        return loaded(self.setup)
+        return loaded(self.setup, self.params.dtype)

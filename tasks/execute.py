@@ -46,6 +46,7 @@ from circuitflow.tasks.context import (
 )
 from circuitflow.tasks.declare import Stage
 from circuitflow.tasks.pipeline import PIPELINE
+from circuitflow.tasks.progress import stage_event
 from circuitflow.tasks.runtime import Setup, identity
 
 
@@ -66,11 +67,15 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
         with run.store.computing(stage.name, key):
             stored = run.store.get(stage.name, key)  # published while we waited?
             if stored is None:
+                stage_event(stage.name, "computing")
                 meta = _compute_and_publish(stage, run, key, params, inputs)
                 name = meta[stage.identity] if stage.identity else key
-                return StageOutput(stage.name, key, "computed", time.perf_counter() - start, name)
+                seconds = time.perf_counter() - start
+                stage_event(stage.name, "computed", seconds)
+                return StageOutput(stage.name, key, "computed", seconds, name)
     analysis.replay(stage, run)  # only for a run with analysis points of this stage on
     name = stored.attrs["record"][stage.identity] if stage.identity else key
+    stage_event(stage.name, "cached", time.perf_counter() - start)
     return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
 
 

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from circuitflow.attribution import RunParams
+from circuitflow.attribution import AttributionGraph, PruneResult, RunParams
 from circuitflow.store import ObjectMissing, Store
 from circuitflow.tasks.context import RunContext, RunRequest, StageOutput, store_for
 from circuitflow.tasks.declare import Stage
@@ -75,6 +75,17 @@ def open_run(root: str, rid: str, pipeline: Sequence[Stage] = PIPELINE) -> RunCo
                 raise UnknownRunError(_gone(rid, stage.name)) from None
         outputs[stage.name] = StageOutput(stage.name, key, event["status"], event["seconds"], name)
     return RunContext(setup, request, outputs, pipeline, rid)
+
+
+def recorded_graph(root: str, rid: str) -> tuple[AttributionGraph, PruneResult]:
+    """A recorded run's attribution graph, back in Python, with its prune result at the run's
+    thresholds: what `attribute` and `prune` gave when the run was computed.
+
+        graph, kept = recorded_graph(".circuitflow/store", "20d56149989e41d4c707")
+        graph.adjacency[kept.node_mask][:, kept.node_mask]
+    """
+    run = open_run(root, rid)
+    return run.graph, run.record("prune").result()
 
 
 def _gone(rid: str, stage: str) -> str:

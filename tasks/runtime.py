@@ -14,17 +14,79 @@ know whether a stage is already stored.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import torch
+
 from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
+from circuitflow.attribution.hub import HubError, model_revision, snapshot_identity
+from circuitflow.attribution.models import ModelLoadError
+from circuitflow.attribution.transcoders import transcoder_directory
 from circuitflow.models import BUILTIN_MODEL
 from circuitflow.store import DigestCache, model_digest, transcoder_digest
 from circuitflow.store.fs import default_root
+from circuitflow.store.keys import canonical_json, sha256_hex
 
 TRANSCODER_PRESETS = ("plt", "clt")
+DEVICE_HELP = (
+    "auto (CUDA when there is a GPU, else CPU), cpu, cuda, cuda:N or mps. The device is not "
+    "part of the stored stages' keys: CPU and GPU results agree within float tolerance."
+)
+
+
+def resolve_device(device: str | None) -> str:
+    """The torch device a run uses: 'auto' (or None) is 'cuda' when a GPU is there, else 'cpu'.
+
+    An unavailable or malformed device is a ValueError with one line saying what is there.
+    """
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' is not available here (no Apple GPU): use --device cpu")
+        return name
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not match:
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(f"device {device!r} is not available here (no CUDA GPU): use --device cpu")
+    if match.group(1) is not None and int(match.group(1)) >= count:
+        raise ValueError(f"device {device!r} does not exist: this machine has {count} GPU(s)")
+    return name
+
+
+def gpu_count(device: str) -> int:
+    """How many GPUs a sweep on `device` can spread over: all of them for 'cuda', else 0."""
+    return torch.cuda.device_count() if device == "cuda" else 0
+
+
+def process_device(device: str, worker: object | None, n_gpus: int) -> str:
+    """The device this process uses for a setup's `device`.
+
+    A sweep on 'cuda' starts one Dask worker per GPU, named 0, 1, ...; each worker takes the GPU
+    of its number, so the workers do not all share the first GPU. Anything else is unchanged.
+    """
+    if device == "cuda" and isinstance(worker, int) and n_gpus > 1:
+        return f"cuda:{worker % n_gpus}"
+    return device
+
+
+def _worker_name() -> object | None:
+    """This process's Dask worker name, or None outside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().name
+    except (ImportError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -44,7 +106,8 @@ class Setup:
         store: str | None = None,
         device: str | None = None,
     ) -> Setup:
-        """Fill in defaults: the built-in model, its per-layer transcoders, the default store.
+        """Fill in defaults: the built-in model, its per-layer transcoders, the default store,
+        the device ('auto': CUDA when there is a GPU).
 
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
         transcoders/<name>/), a directory, or a hub reference.
@@ -66,7 +129,10 @@ class Setup:
         else:
             tc_path = _existing_path(name)
         return cls(
-            model=model_path, transcoders=tc_path, store=default_root(store), device=device or "cpu"
+            model=model_path,
+            transcoders=tc_path,
+            store=default_root(store),
+            device=resolve_device(device),
         )
 
     @property
@@ -94,18 +160,23 @@ class Loaded:
     lock: threading.Lock
 
 
-_loaded: dict[Setup, Loaded] = {}
+_loaded: dict[tuple[Setup, str], Loaded] = {}
 _loading = threading.Lock()
 
 
-def loaded(setup: Setup) -> Loaded:
-    """The model and transcoders of `setup`, loaded on first use in this process."""
+def loaded(setup: Setup, dtype: str = "float32") -> Loaded:
+    """The model and transcoders of `setup` in precision `dtype` (a RunParams.dtype name),
+    loaded on first use in this process, on this process's device (see `process_device`)."""
     with _loading:
-        if setup not in _loaded:
-            model = load_model(setup.model, device=setup.device)
-            transcoders = load_transcoders(setup.transcoders, device=setup.device)
-            _loaded[setup] = Loaded(ReplacementModel(model, transcoders), threading.Lock())
-        return _loaded[setup]
+        if (setup, dtype) not in _loaded:
+            n_gpus = torch.cuda.device_count() if setup.device == "cuda" else 0
+            device = process_device(setup.device, _worker_name(), n_gpus)
+            precision = getattr(torch, dtype)
+            model = load_model(setup.model, device=device, dtype=precision)
+            transcoders = load_transcoders(setup.transcoders, device=device, dtype=precision)
+            replacement = ReplacementModel(model, transcoders)
+            _loaded[(setup, dtype)] = Loaded(replacement, threading.Lock())
+        return _loaded[(setup, dtype)]
 
 
 @cache
@@ -115,15 +186,20 @@ def model_identity(model: str) -> str:
     if directory.is_dir():
         config = json.loads((directory / "config.json").read_text())
         return model_digest(config, [directory / "model.safetensors"], cache=DigestCache())
-    replacement = load_model(model)
-    return model_digest({"name": model}, replacement.state_dict())
+    # A hub name: its revision names the weights; nothing is loaded or hashed here.
+    try:
+        return model_digest({"hub": model_revision(model)}, {})
+    except HubError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 @cache
 def transcoders_identity(transcoders: str) -> str:
-    path = Path(transcoders)
-    if not path.is_dir():  # a hub reference: digest the downloaded snapshot
-        path = Path(load_transcoders(transcoders).path)
+    """Digest of a transcoder set: for a hub snapshot, the commit and the cache's blob names
+    (an LFS blob's name is its SHA-256); otherwise its files, hashed once per change."""
+    path = transcoder_directory(transcoders)
+    if (snapshot := snapshot_identity(path)) is not None:
+        return sha256_hex(canonical_json({"hub-transcoders": snapshot}))
     return transcoder_digest(path, cache=DigestCache())
 
 

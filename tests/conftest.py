@@ -5,6 +5,7 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # commands show loading bars; test output stays plain
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="circuitflow-test-prefect-"))
 os.environ.setdefault("CIRCUITFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="circuitflow-test-cache-"))

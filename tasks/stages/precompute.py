@@ -1,6 +1,8 @@
 """Stage precompute: one forward pass finds every node (see `attribution.precompute`).
 
-Keyed by the model, the transcoders and the prompt's token digest.
+Keyed by the model, the transcoders, the prompt's token digest and the precision (`dtype`) the
+model computes in; every later stage reads it, so the precision reaches all their keys. The
+device does not enter keys: CPU and GPU agree within float tolerance (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ STAGE = Stage(
     name="precompute",
     version=1,
     inputs=("tokenize",),
-    params=(),
+    params=("dtype",),
     identities=("model", "transcoders"),
     record=Precompute,
     compute=compute,

@@ -8,6 +8,7 @@ import torch
 from circuitflow.attribution import Rows, compute_rows
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.declare import RunColumn, Stage
+from circuitflow.tasks.progress import step_callback
 
 
 def compute(run: RunContext) -> Rows:
@@ -21,6 +22,7 @@ def compute(run: RunContext) -> Rows:
             max_feature_nodes=params.max_feature_nodes,
             batch_size=params.batch_size,
             update_interval=params.update_interval,
+            progress=step_callback("rows"),
         )
     # Stored (and handed to the next stages) at the run's edge precision.
     rows.matrix = rows.matrix.to(getattr(torch, params.edge_precision))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from circuit_tracer.attribution.attribute import attribute as reference_attribute
@@ -22,9 +24,10 @@ __all__ = [
 ]
 
 
-def reference_model(model, transcoders) -> TransformerLensReplacementModel:
-    """The reference replacement model, reading the transcoders from the same directory."""
-    path, device = transcoders.path, torch.device("cpu")
+def reference_model(model, transcoders, device: str = "cpu") -> TransformerLensReplacementModel:
+    """The reference replacement model, reading the transcoders from the same directory, on
+    `device` (the model's weights are copied there)."""
+    path, device = transcoders.path, torch.device(device)
     if transcoders.cross_layer:
         ref_tc = load_clt(
             path,
@@ -50,7 +53,9 @@ def reference_model(model, transcoders) -> TransformerLensReplacementModel:
         if transcoders.activation.kind == "topk":
             for layer_tc in ref_tc:
                 layer_tc.activation_function = TopK(transcoders.activation.k)
-    ref = TransformerLensReplacementModel(model.cfg, tokenizer=model.tokenizer)
+    cfg = copy.deepcopy(model.cfg)
+    cfg.device = str(device)
+    ref = TransformerLensReplacementModel(cfg, tokenizer=model.tokenizer)
     ref.load_state_dict(model.state_dict())
     ref._configure_replacement_model(ref_tc)
     return ref

@@ -15,7 +15,7 @@ from circuitflow.store import Store
 def test_attribute_json_equals_the_catalog(invoke):
     result = invoke("attribute", "w5 w3 w8 w1", "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     run = (
         Store(invoke.store)
         .query(f"SELECT * FROM runs WHERE run_id = '{report['run_id']}'")
@@ -88,6 +88,9 @@ def test_summary_names_the_graph_and_how_to_query(invoke):
         (["attribute", "w1 aardvark"], 1, "aardvark"),
         (["attribute", "w1", "--target", "w1 w2"], 1, "exactly one token"),
         (["attribute", "w1", "--transcoders", "/no/such/dir"], 1, "not found"),
+        (["attribute", "w1", "--device", "gpu"], 2, "auto, cpu, cuda, cuda:N or mps"),
+        (["attribute", "w1", "--device", "cuda:99"], 2, "cuda:99"),
+        (["attribute", "w1", "--dtype", "float64"], 2, "float64"),
     ],
 )
 def test_bad_input_is_a_clear_error(invoke, args, code, message):
@@ -144,3 +147,33 @@ def test_run_options_come_from_run_params():
                 assert f"{more.flag} {' '.join(more.metavars)}" in text, (command, more.flag)
     text = CliRunner().invoke(main, ["attribute", "--help"], terminal_width=200).output
     assert "[default: 0.8]" in text and "[default: 0.98]" in text
+
+
+def test_device_and_precision_on_every_run_command():
+    """--device on the four run commands; --dtype (a RunParams field) says what half precision
+    cannot keep exact."""
+    for command in ("attribute", "sweep", "schedule", "reprune"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        assert "--device" in text and "auto" in text, command
+        if command != "reprune":  # reprune keeps the run's precision
+            assert "--dtype" in text and "bfloat16" in text and "exact" in text, command
+
+
+def test_circuit_tracer_flags_are_accepted(invoke, tmp_path):
+    """A circuit-tracer command line (its flag spellings) works with `circuitflow attribute`."""
+    graphs = tmp_path / "graphs"
+    result = invoke(
+        "attribute", "-p", "w5 w3 w8 w1", "--transcoder_set", "plt", "--batch_size", "8",
+        "--max_feature_nodes", "20", "--dtype", "float32", "--graph_file_dir", str(graphs),
+        "--slug", "mine", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for stage in ("precompute", "rows", "prune"):  # progress goes to stderr
+        assert f"{stage}: computing" in result.stderr and f"{stage}: computed" in result.stderr
+    assert report["graph_file"] == str(graphs / "mine.json")
+    index = json.loads((graphs / "graph-metadata.json").read_text())
+    assert [g["slug"] for g in index["graphs"]] == ["mine"]
+    assert json.loads((graphs / "mine.json").read_text())["metadata"]["slug"] == "mine"
+    assert invoke("attribute", "w1", "-p", "w2").exit_code == 2  # the prompt twice
+    assert "letters, digits" in invoke("attribute", "w1", "--slug", "../x").output

@@ -49,3 +49,28 @@ def test_unknown_runs_and_missing_objects_are_named(seed_run):
     shutil.rmtree(run.store.object_path("prune", run.outputs["prune"].key))
     with pytest.raises(UnknownRunError, match="stored prune output is gone"):
         require_stored(run, "rows", "prune")
+
+
+def test_a_recorded_graph_is_what_the_python_api_gives(seed_run):
+    """recorded_graph: the run's graph and prune result equal `attribute` + `prune` run anew."""
+    from circuitflow.attribution import (
+        ReplacementModel,
+        attribute,
+        load_model,
+        load_transcoders,
+        prune,
+    )
+    from circuitflow.models import BUILTIN_MODEL
+    from circuitflow.tasks.recorded import recorded_graph
+    from tests.conftest import SEED
+
+    graph, kept = recorded_graph(seed_run.store, seed_run.run_id)
+    model = ReplacementModel(
+        load_model(BUILTIN_MODEL), load_transcoders(BUILTIN_MODEL / "transcoders" / "plt")
+    )
+    fresh = attribute(SEED, model)
+    assert torch.equal(graph.adjacency, fresh.adjacency)
+    assert torch.equal(graph.active_features, fresh.active_features)
+    again = prune(fresh, node_threshold=0.8, edge_threshold=0.98)
+    assert torch.equal(kept.node_mask, again.node_mask)
+    assert torch.equal(kept.edge_mask, again.edge_mask)
