@@ -30,7 +30,7 @@ def walked(prefect_api, store):
     """The walk-through run: its JSON report."""
     result = cli("attribute", PROMPT, "--analysis", WALKTHROUGH, "--json", store=store)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_the_walkthrough_captures_every_step(walked, store):
@@ -59,7 +59,7 @@ def test_analysis_prints_a_table_per_point_in_attribution_order(walked, store):
 
 def test_one_point_as_json(walked, store):
     result = cli("analysis", walked["run_id"], "influence_iteration", "--json", store=store)
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert {r["point"] for r in rows} == {"influence_iteration"}
     traced = [r for r in rows if r["function"] == "trace"]
     assert all(r["kind"] == "tensor" and r["object_key"] for r in traced)
@@ -112,6 +112,6 @@ def test_bad_input_is_one_line(walked, store, tmp_path):
         assert "Traceback" not in result.output
 
     plain = cli("attribute", PROMPT, "--node-threshold", "0.5", "--json", store=store)
-    rid = json.loads(plain.output)["run_id"]
+    rid = json.loads(plain.stdout)["run_id"]
     result = cli("analysis", rid, store=store)
     assert result.exit_code == 1 and "has no analysis" in result.output

@@ -14,11 +14,11 @@ PROMPT = "w5 w3 w8 w1 w2"
 def test_validate_stores_the_curve_once_and_reports_the_catalog(invoke):
     attributed = invoke("attribute", PROMPT, "--logit-diff", "w3", "w4", "--json")
     assert attributed.exit_code == 0, attributed.output
-    run_id = json.loads(attributed.output)["run_id"]
+    run_id = json.loads(attributed.stdout)["run_id"]
 
     first = invoke("validate", run_id, "--json", model=False)
     assert first.exit_code == 0, first.output
-    (report,) = json.loads(first.output)
+    (report,) = json.loads(first.stdout)
     computed = {s["stage"] for s in report["stages"] if s["status"] == "computed"}
     assert computed == {"validate", "export"}  # export: its graph JSON names the new run
     assert report["validated"] == run_id != report["run_id"]  # a new run: validate is set
@@ -30,9 +30,9 @@ def test_validate_stores_the_curve_once_and_reports_the_catalog(invoke):
     assert {p["k"]: p["top_logit_change"] for p in report["curve"]} == tops
 
     again = invoke("validate", run_id, "--json", model=False)
-    assert {s["status"] for s in json.loads(again.output)[0]["stages"]} == {"cached"}
+    assert {s["status"] for s in json.loads(again.stdout)[0]["stages"]} == {"cached"}
     same = invoke("attribute", PROMPT, "--logit-diff", "w3", "w4", "--validate", "--json")
-    assert json.loads(same.output)["run_id"] == report["run_id"]  # the same validated run
+    assert json.loads(same.stdout)["run_id"] == report["run_id"]  # the same validated run
     table = invoke("validate", run_id, model=False)
     assert "random-k (mean)" in table.output and "logit(w3)-logit(w4)" in table.output
 
@@ -52,7 +52,7 @@ def test_steer_prints_clean_and_steered_predictions(invoke, toy_model_dir):
         "--watch", "w9", "--generate", "2", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     expected = intervene(rm, PROMPT, [(1, 3, feature, 0.0), (0, slice(2, None), 7, 4.0)])
     clean_logits = model(expected.tokens[None])[0, -1]
     top = report["steered"]["top"][0]
@@ -68,10 +68,10 @@ def test_steer_prints_clean_and_steered_predictions(invoke, toy_model_dir):
 
 
 def test_steer_a_recorded_run(invoke):
-    run_id = json.loads(invoke("attribute", PROMPT, "--json").output)["run_id"]
+    run_id = json.loads(invoke("attribute", PROMPT, "--json").stdout)["run_id"]
     result = invoke("steer", run_id, "--set", "0:1:0=1", "--json", model=False)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["prompt"] == PROMPT
+    assert json.loads(result.stdout)["prompt"] == PROMPT
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_parse_setting():
 def test_logit_diff_option_adds_a_direction_target(invoke):
     result = invoke("attribute", PROMPT, "--target", "w3", "--logit-diff", "w3", "w4", "--json")
     assert result.exit_code == 0, result.output
-    logits = json.loads(result.output)["top_logits"]
+    logits = json.loads(result.stdout)["top_logits"]
     assert [(t["name"], t["kind"]) for t in logits] == [
         ("w3", "token"),
         ("logit(w3)-logit(w4)", "direction"),
