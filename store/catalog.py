@@ -371,15 +371,16 @@ class Catalog:
             loc.fs.pipe_file(posixpath.join(final_path, COMMIT), json.dumps(commit).encode())
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, name: str = "_lock") -> Iterator[None]:
         """One writer at a time commits (and compacts). Local stores only (flock); elsewhere a
-        no-op, so two remote writers may record a run twice (reads show the latest)."""
+        no-op, so two remote writers may record a run twice (reads show the latest). Another
+        `name` is another lock: callers serialising their own read-merge-write use one."""
         if not self.location.local:
             yield
             return
         directory = self.location.join("tables")
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(os.path.join(directory, "_lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

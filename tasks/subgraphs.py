@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import os
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -100,18 +98,8 @@ _saving = threading.Lock()
 def exclusive(store: Store) -> Iterator[None]:
     """One read-merge-write of people's catalog rows (subgraphs, labels) at a time: across
     threads, and across processes on a local store."""
-    with _saving:
-        if not store.location.local:
-            yield
-            return
-        directory = store.location.join("tables")
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(os.path.join(directory, "_subgraphs_lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    with _saving, store.catalog.lock("_annotations_lock"):
+        yield
 
 
 def saved_subgraphs(store: Store, rid: str) -> list[Subgraph]:
