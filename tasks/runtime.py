@@ -25,7 +25,12 @@ import torch
 from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
 from circuitflow.attribution.hub import HubError, model_revision, snapshot_identity
 from circuitflow.attribution.models import ModelLoadError
-from circuitflow.attribution.transcoders import transcoder_directory
+from circuitflow.attribution.transcoder_formats import (
+    FormatError,
+    cached_file_identity,
+    listed_files,
+)
+from circuitflow.attribution.transcoders import TranscoderError, transcoder_directory
 from circuitflow.models import BUILTIN_MODEL
 from circuitflow.store import DigestCache, model_digest, transcoder_digest
 from circuitflow.store.fs import default_root
@@ -198,9 +203,26 @@ def transcoders_identity(transcoders: str) -> str:
     """Digest of a transcoder set: for a hub snapshot, the commit and the cache's blob names
     (an LFS blob's name is its SHA-256); otherwise its files, hashed once per change."""
     path = transcoder_directory(transcoders)
+    if (listed := _listed_files(path)) is not None:
+        return _listed_identity([path / "config.yaml", *listed])
     if (snapshot := snapshot_identity(path)) is not None:
         return sha256_hex(canonical_json({"hub-transcoders": snapshot}))
     return transcoder_digest(path, cache=DigestCache())
+
+
+def _listed_files(path: Path) -> list[Path] | None:
+    """The files a `transcoders:`-listing config names (None for the directory layout)."""
+    try:
+        return listed_files(path)
+    except FormatError as error:
+        raise TranscoderError(str(error)) from None
+
+
+def _listed_identity(files: list[Path]) -> str:
+    """A listed set's files, each named by its hub blob when cached (no reading), else hashed."""
+    digests = DigestCache()
+    named = [cached_file_identity(f) or {"sha256": digests.digest(f)} for f in files]
+    return sha256_hex(canonical_json({"listed-transcoders": named}))
 
 
 def identity(setup: Setup, name: str) -> str:
