@@ -140,6 +140,7 @@ for path in sys.argv[3:]:
 """
 
 
+@pytest.mark.slow  # two child interpreters
 def test_hashing_a_large_file_shows_progress_on_stderr(tmp_path: Path) -> None:
     import hashlib
     import subprocess
