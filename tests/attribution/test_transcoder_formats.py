@@ -16,6 +16,7 @@ import yaml
 from circuit_tracer.transcoder.activation_functions import TopK
 from circuit_tracer.transcoder.cross_layer_transcoder import load_gemma_scope_2_clt
 from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
+from circuit_tracer.utils.hf_utils import load_transcoders as circuit_tracer_load_transcoders
 from safetensors.torch import save_file
 
 from circuitflow.attribution import (
@@ -135,21 +136,39 @@ def circuit_tracer_set(paths, special=None, hook="hook_resid_mid"):
 # ------------------------------------------------------------------------------- parity
 
 
+def circuit_tracer_from_config(directory, repo_id: str):
+    """circuit-tracer's own reading of `directory`/config.yaml, as if fetched from `repo_id`
+    (which picks its Gemma Scope loaders; it resolves local paths against the working
+    directory, so these configs list absolute ones)."""
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    return circuit_tracer_load_transcoders(
+        config | {"repo_id": repo_id, "scan": "test"},
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        lazy_encoder=False,
+        lazy_decoder=False,
+    )
+
+
 def test_gemma_scope_npz_matches_circuit_tracer(model, tmp_path):
     paths = write_gemma_scope(tmp_path, random_weights(1))
-    write_config(tmp_path, relative(tmp_path, paths), "ln2.hook_normalized")
+    write_config(tmp_path, [str(p) for p in paths], "ln2.hook_normalized")
     ours = load_transcoders(tmp_path)
     assert ours.activation.kind == "jumprelu" and not ours.has_skip
-    ref = circuit_tracer_set(paths, "gemma-scope", hook="ln2.hook_normalized")
+    ref = circuit_tracer_from_config(tmp_path, "mntss/gemma-scope-transcoders")
     assert_parity(model, ours, ref)
+    # paths relative to the config's directory read the same files
+    write_config(tmp_path, relative(tmp_path, paths), "ln2.hook_normalized")
+    torch.testing.assert_close(load_transcoders(tmp_path).W_enc, ours.W_enc)
 
 
 def test_gemma_scope_2_per_layer_matches_circuit_tracer(model, tmp_path):
     paths = write_gemma_scope_2(tmp_path, random_weights(2), skip=True)
-    write_config(tmp_path, relative(tmp_path, paths), "hook_resid_mid")
+    write_config(tmp_path, [str(p) for p in paths], "hook_resid_mid")
     ours = load_transcoders(tmp_path)
     assert ours.has_skip and ours.activation.kind == "jumprelu"
-    assert_parity(model, ours, circuit_tracer_set(paths, "gemma-scope-2"))
+    ref = circuit_tracer_from_config(tmp_path, "mwhanna/gemma-scope-2-270m-pt")
+    assert_parity(model, ours, ref)
     # decoder rows are read lazily from the files, and agree with reading them whole
     eager = load_transcoders(tmp_path, lazy_decoder=False)
     ids = torch.tensor([3, 0, 31])
