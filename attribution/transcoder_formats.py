@@ -243,7 +243,7 @@ def _gemma_scope(path: Path) -> dict:
 
     try:
         with np.load(path) as archive:
-            tensors = {key: torch.from_numpy(archive[key].copy()) for key in archive.files}
+            tensors = {key: torch.from_numpy(archive[key]) for key in archive.files}
     except Exception as error:
         raise FormatError(f"cannot read {path} as a numpy .npz archive: {error}") from None
     _require(set(tensors), path, ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"))
