@@ -37,6 +37,11 @@ from circuitflow.store.fs import default_root
 from circuitflow.store.keys import canonical_json, sha256_hex
 
 TRANSCODER_PRESETS = ("plt", "clt")
+# circuit-tracer's legacy short names for two hosted sets, so its users' command lines carry over.
+TRANSCODER_SHORTCUTS = {
+    "gemma": "mwhanna/gemma-scope-transcoders",
+    "llama": "mntss/transcoder-Llama-3.2-1B",
+}
 DEVICE_HELP = (
     "auto (CUDA when there is a GPU, else CPU), cpu, cuda, cuda:N or mps. The device is not "
     "part of the stored stages' keys: CPU and GPU results agree within float tolerance."
@@ -115,7 +120,8 @@ class Setup:
         the device ('auto': CUDA when there is a GPU).
 
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
-        transcoders/<name>/), a directory, or a hub reference.
+        transcoders/<name>/), a directory, a hub reference, or one of circuit-tracer's short
+        names ('gemma', 'llama': the hosted sets they stand for).
         """
         if not model and not BUILTIN_MODEL.is_dir():
             raise ValueError(
@@ -124,6 +130,8 @@ class Setup:
             )
         model_path = _existing_path(model) if model else str(BUILTIN_MODEL)
         name = transcoders or "plt"
+        if name in TRANSCODER_SHORTCUTS and not Path(name).exists():
+            name = TRANSCODER_SHORTCUTS[name]
         if name in TRANSCODER_PRESETS:
             if not Path(model_path).is_dir():
                 raise ValueError(
