@@ -7,7 +7,11 @@ import tempfile
 # own Prefect home, database and cache, or two workers' temporary servers share one SQLite file.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER:
-    for _name in ("PREFECT_HOME", "CIRCUITFLOW_CACHE_DIR", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
+    for _name in (
+        "PREFECT_HOME",
+        "CIRCUITFLOW_CACHE_DIR",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    ):
         os.environ.pop(_name, None)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
