@@ -13,6 +13,8 @@ A run's memory is a handful of dense arrays whose sizes follow from the shapes a
                        patterns grow with P^2 and dominate long prompts)
     edge matrix        rows x N with rows = logits + kept features, N = A + (L + 1) x P columns
                        (every active feature, then errors, then tokens), float32 while computed
+    feature ranking    with a budget that cuts (kept < A): two more copies of the rows so far,
+                       made each time the features are re-ranked by estimated influence
     adjacency          (kept + (L + 1) x P + logits)^2 float32 for influence and pruning
 
 The phases of a run do not all hold everything at once: the estimate is the process's fixed
@@ -30,6 +32,7 @@ RUNTIME_BYTES = 450 * 2**20  # Python, torch, TransformerLens and tokenizer, mea
 ACTIVATION_PER_D = 10  # (B, P, d) tensors per layer kept for the backward passes
 ACTIVATION_PER_HEAD_P = 2  # (B, heads, P, P) attention tensors per layer kept
 ADJACENCY_COPIES = 2  # the adjacency and the pruned copy influence reads
+WORKSPACE_BYTES = 100 * 2**20  # temporaries and allocator slack of a phase, measured: ~100 MB
 
 
 class MemoryLimitError(ValueError):
@@ -74,15 +77,21 @@ class MemoryEstimate:
     total: int
     phase: str  # the phase that sets the peak
     terms: dict[str, int] = field(default_factory=dict)  # term -> bytes, in the peak
+    phases: dict[str, dict[str, int]] = field(default_factory=dict)  # every phase's own terms
 
     @property
     def dominant(self) -> str:
         return max(self.terms, key=self.terms.get)
 
-    def breakdown(self) -> str:
-        """'edge matrix 2.1 GB, activations 1.0 GB, ...', largest first."""
-        parts = sorted(self.terms.items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{name} {format_bytes(size)}" for name, size in parts)
+    @property
+    def dominant_in_run(self) -> str:
+        """The largest term of the peak phase, leaving out the process and the weights."""
+        return max(self.phases[self.phase], key=self.phases[self.phase].get)
+
+    def breakdown(self, top: int = 4) -> str:
+        """'edge matrix 2.1 GB, activations 1.0 GB, ...': the `top` largest terms."""
+        parts = sorted(self.terms.items(), key=lambda kv: -kv[1])[:top]
+        return ", ".join(f"{name} {format_bytes(size)}" for name, size in parts if size)
 
 
 def estimate(shape: RunShape) -> MemoryEstimate:
@@ -101,6 +110,7 @@ def estimate(shape: RunShape) -> MemoryEstimate:
         "logits": P * s.d_vocab * 4,
         "cached activations (one copy)": 2 * L * P * d * b + 2 * P * F * b,
         "error nodes": error_nodes,
+        "workspace (temporaries)": WORKSPACE_BYTES,
     }
     edge_matrix = (s.n_logits + s.n_kept) * s.n_columns * 4
     rows = {
@@ -110,25 +120,30 @@ def estimate(shape: RunShape) -> MemoryEstimate:
         * (ACTIVATION_PER_D * d + ACTIVATION_PER_HEAD_P * s.n_heads * P)
         * b,
         "edge matrix": edge_matrix,
+        "feature ranking": 2 * edge_matrix if s.n_kept < s.n_active else 0,
         "source vectors": int(2 * s.n_active * n_out * d * b),
         "error nodes": error_nodes,
+        "workspace (temporaries)": WORKSPACE_BYTES,
     }
     n_nodes = s.n_kept + (L + 1) * P + s.n_logits
     graph = {
         "edge matrix": edge_matrix * s.edge_bytes // 4,
-        "adjacency": ADJACENCY_COPIES * n_nodes * n_nodes * 4,
+        "adjacency": ADJACENCY_COPIES * n_nodes * n_nodes * 4
+        + (s.n_logits + s.n_kept) * (n_nodes - s.n_logits) * 4,  # the kept columns, gathered
         "error nodes": error_nodes,
+        "workspace (temporaries)": WORKSPACE_BYTES,
     }
     phases = {"precompute": precompute, "rows": rows, "graph": graph}
     phase = max(phases, key=lambda name: sum(phases[name].values()))
     terms = weights | phases[phase]
-    return MemoryEstimate(total=sum(terms.values()), phase=phase, terms=terms)
+    return MemoryEstimate(total=sum(terms.values()), phase=phase, terms=terms, phases=phases)
 
 
 ADVICE = {
     "edge matrix": "a smaller --max-feature-nodes or a shorter prompt (rows x columns: kept "
     "features x (active features + (layers + 1) x positions))",
     "adjacency": "a smaller --max-feature-nodes or a shorter prompt",
+    "feature ranking": "a smaller --max-feature-nodes or a shorter prompt",
     "activations for the backward passes": "a smaller --batch-size or a shorter prompt",
     "source vectors": "a shorter prompt (every active feature is a column)",
     "model weights": "--dtype bfloat16, or a smaller model",
@@ -136,6 +151,9 @@ ADVICE = {
     "transcoder decoders": "lazy decoder reading (the default) or --offload disk",
     "logits": "a shorter prompt",
     "runtime (python, torch)": "more memory: this is the fixed cost of the process",
+    "workspace (temporaries)": "more memory: this is the fixed cost of a run",
+    "error nodes": "a shorter prompt (one per layer and position)",
+    "cached activations (one copy)": "a shorter prompt",
 }
 
 
