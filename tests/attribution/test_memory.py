@@ -34,7 +34,8 @@ replacement = ReplacementModel(model, tc)
 tokens = [model.tokenizer.bos_token_id] + [5 + i % 40 for i in range(spec["n_pos"] - 1)]
 
 def status(field):
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))
+    lines = Path("/proc/self/status").read_text().splitlines()
+    line = next(l for l in lines if l.startswith(field))
     return int(line.split()[1]) * 1024
 
 Path("/proc/self/clear_refs").write_text("5")
