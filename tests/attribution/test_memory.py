@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from circuitflow.attribution import ReplacementModel, attribute
 from circuitflow.attribution.memory import (
@@ -131,7 +132,17 @@ def test_sizes_parse_and_bad_ones_are_refused():
             parse_size(bad)
 
 
-def test_the_default_budget_is_the_reference_clis_and_all_lifts_it():
+def test_the_default_budget_is_the_reference_clis_and_all_lifts_it(builtin):
     assert RunParams().max_feature_nodes == 7500
+    # the built-in model has fewer active features: the default changes nothing it computes
+    replacement = builtin()
+    prompt = "The capital of the state containing Dallas is"
+    default, every = (
+        attribute(prompt, replacement),
+        attribute(prompt, replacement, max_feature_nodes="all"),
+    )
+    assert len(default.active_features) < 7500
+    assert torch.equal(default.selected_features, torch.arange(len(default.active_features)))
+    assert torch.equal(default.adjacency, every.adjacency)
     assert RunParams(max_feature_nodes="all").max_feature_nodes is None
     assert RunParams.from_dict({"max_feature_nodes": "all"}) == RunParams(max_feature_nodes=None)
