@@ -18,6 +18,7 @@ import torch
 
 import circuitflow.attribution.analysis as analysis
 from circuitflow.attribution.graph import AttributionGraph, assemble
+from circuitflow.attribution.memory import check_run
 from circuitflow.attribution.params import DEFAULTS
 from circuitflow.attribution.precompute import Precompute, precompute
 from circuitflow.attribution.replacement import ReplacementModel
@@ -90,6 +91,7 @@ def attribute(
     batch_size: int = DEFAULTS.batch_size,
     update_interval: int = DEFAULTS.update_interval,
     progress: Callable[[int, int], None] | None = None,
+    max_memory: int | str | None = None,
 ) -> AttributionGraph:
     """Compute the attribution graph of `prompt`'s next-token prediction.
 
@@ -101,15 +103,28 @@ def attribute(
         `direction(name, vector)` (from `attribution.target_specs`) or circuit-tracer's
         `CustomTarget(name, weight, vector)`.
     max_feature_nodes: a budget of feature nodes, filled in order of estimated influence;
-        None keeps every active feature.
+        None (or "all") keeps every active feature.
     batch_size: targets per backward pass; update_interval: batches between re-rankings.
+    max_memory: bytes or a size like "8GB": refuse (`MemoryLimitError`) a run whose estimated
+        peak (`attribution.memory`) is larger, after the forward pass that counts the active
+        features and before the backward passes.
     """
+    max_feature_nodes = None if max_feature_nodes == "all" else max_feature_nodes
     check_target_settings(max_n_logits, desired_logit_prob)
     check_budget(max_feature_nodes, batch_size, update_interval)
     tokens = tokenize(model, prompt)
     pre = precompute(model, tokens)
     chosen = choose_targets(
         model, pre, targets, max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob
+    )
+    check_run(
+        model,
+        pre.n_pos,
+        pre.n_active,
+        len(chosen),
+        max_memory,
+        max_feature_nodes=max_feature_nodes,
+        batch_size=batch_size,
     )
     rows = compute_rows(
         model,

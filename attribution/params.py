@@ -14,6 +14,8 @@ Each field carries its help text and its check in `dataclasses.field(metadata=..
     choices:  the values a text setting takes
     more:     further options that add items to a list setting (`ListFlag`: --logit-diff A B)
     column:   value -> what the catalog's `runs` table shows (when not the value itself)
+    unlimited: a word that means None (no limit) wherever the setting is written: the command
+              line (`--max-feature-nodes all`), sweep files and Python
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def param(
     choices: tuple[str, ...] | None = None,
     more: tuple[ListFlag, ...] = (),
     column: Callable[[Any], Any] | None = None,
+    unlimited: str | None = None,
 ) -> Any:
     """A RunParams field with its help text, check and command-line spelling."""
     metadata = {
@@ -121,6 +124,7 @@ def param(
         "choices": choices,
         "more": more,
         "column": column,
+        "unlimited": unlimited,
     }
     return field(default=default, metadata=metadata)
 
@@ -140,11 +144,12 @@ class RunParams:
         0.98, "Keep the edges that carry this share of the edge scores.", unit_interval
     )
     max_feature_nodes: int | None = param(
-        None,
-        "Feature-node budget, filled in order of estimated influence [default: every active "
-        "feature].",
+        7500,
+        "Feature-node budget, filled in order of estimated influence (circuit-tracer's CLI "
+        "default); 'all' keeps every active feature. A run says when the budget cut.",
         optional_positive_int,
         aliases=("--max_feature_nodes",),
+        unlimited="all",
     )
     max_n_logits: int = param(
         10, "At most this many salient logit targets.", positive_int, aliases=("--max_n_logits",)
@@ -207,6 +212,9 @@ class RunParams:
             object.__setattr__(self, "targets", canonical_targets(self.targets))
         except TargetSpecError as error:
             raise ParamError(f"targets: {error}", "targets") from None
+        for f in dataclasses.fields(self):
+            if f.metadata["unlimited"] and getattr(self, f.name) == f.metadata["unlimited"]:
+                object.__setattr__(self, f.name, None)
         for name in self.names():
             check(name, getattr(self, name))
 

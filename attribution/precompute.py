@@ -112,7 +112,7 @@ def _fire_precompute_end(tc, pre, logits, mlp_inputs, mlp_outputs, reconstructio
             (pre.n_layers, pre.n_pos, tc.d_transcoder),
             check_invariants=False,
         ),
-        encoder_vectors=tc.W_enc[on_device[:, 0], on_device[:, 2]],
+        encoder_vectors=tc.encoder_rows(active),
         decoder_vectors=torch.cat(vectors) if vectors else values.new_zeros(0, tc.d_model),
         decoder_layers=torch.cat(layers),
         decoder_features=torch.cat([layers[0], *features]),

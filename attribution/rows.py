@@ -244,7 +244,7 @@ def compute_rows(
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
                 row_nodes[done : done + len(chunk)] = chunk
-                encoders = _encoder_rows(tc, pre.active_features[chunk]).to(device)
+                encoders = tc.encoder_rows(pre.active_features[chunk]).to(device)
                 run(feature_layers[chunk], feature_positions[chunk], encoders)
                 visited[chunk] = True
                 n_visited += len(chunk)
@@ -259,8 +259,3 @@ def compute_rows(
             n_visited=n_visited,
         )
     return Rows(matrix=rows, row_nodes=row_nodes, selected_features=selected)
-
-
-def _encoder_rows(tc, features: torch.Tensor) -> torch.Tensor:
-    """Encoder rows (n, d) of features given as (layer, position, feature) rows."""
-    return tc.W_enc[features[:, 0].to(tc.device), features[:, 2].to(tc.device)]

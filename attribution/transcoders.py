@@ -23,6 +23,13 @@ Both are presented through one interface, `Transcoders`, in which every feature 
 stack of decoder rows, one per output layer it writes to: a single row for a per-layer set,
 L - i rows for a cross-layer transcoder. Decoder rows are read lazily (safetensors slices) because
 real sets are tens of gigabytes and attribution only ever needs the rows of active features.
+
+Memory options, as in the reference: `lazy_encoder` leaves the encoders in their files too (a
+layer's encoder is read when that layer is encoded, feature targets read only their rows), and
+`offload` says where the weights wait between uses: "cpu" keeps them in host memory and moves a
+layer to the device when it is used (on a CPU-only run they are already there, so it changes
+nothing), "disk" reads encoders and decoders from the set's own files on every use (the files
+are already on disk, so nothing is copied).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import yaml
 from safetensors import safe_open
 
 PER_LAYER = "transcoder_set"
+OFFLOADS = ("cpu", "disk")
 CROSS_LAYER = "cross_layer_transcoder"
 
 
@@ -77,15 +85,17 @@ class Activation:
 class Transcoders:
     """A transcoder for every layer of a model, per-layer or cross-layer, behind one interface.
 
-    Encoders, biases, thresholds and skips are held in memory (every forward pass needs them);
-    decoder rows come from `decoder_rows`, read from disk on demand unless `lazy_decoder=False`.
+    Biases, thresholds and skips are held in memory; encoders too unless they are read from
+    `encoder_files` (lazy encoder); decoder rows come from `decoder_rows`, read from disk on
+    demand unless `W_dec` is given. With `offload="cpu"` the weights stay in host memory and a
+    layer moves to the device when used.
     """
 
     def __init__(
         self,
         *,
         kind: str,
-        W_enc: torch.Tensor,  # (L, F, d)
+        W_enc: torch.Tensor | None,  # (L, F, d), or None to read `encoder_files` on use
         b_enc: torch.Tensor,  # (L, F)
         b_dec: torch.Tensor,  # (L, d)
         feature_input_hook: str,
@@ -95,6 +105,8 @@ class Transcoders:
         W_skip: torch.Tensor | None = None,  # (L, d, d), applied as x @ W_skip[l].T
         W_dec: list[torch.Tensor] | None = None,  # per layer (F, n_out, d), when held in memory
         decoder_files: list[tuple[str, str]] | None = None,  # per layer (path, tensor name)
+        encoder_files: list[tuple[str, str]] | None = None,  # per layer (path, tensor name)
+        offload: str | None = None,
         name: str = "",
         path: str | None = None,
     ) -> None:
@@ -104,6 +116,10 @@ class Transcoders:
             )
         if W_dec is None and decoder_files is None:
             raise TranscoderError("transcoders need decoder weights or decoder files")
+        if W_enc is None and encoder_files is None:
+            raise TranscoderError("transcoders need encoder weights or encoder files")
+        if offload not in (None, *OFFLOADS):
+            raise TranscoderError(f"offload must be cpu or disk, got {offload!r}")
         self.kind = kind
         self.W_enc, self.b_enc, self.b_dec = W_enc, b_enc, b_dec
         self.threshold, self.W_skip = threshold, W_skip
@@ -112,9 +128,12 @@ class Transcoders:
         self.feature_output_hook = _relative_hook(feature_output_hook)
         self._W_dec = W_dec
         self._decoder_files = decoder_files
+        self._encoder_files = encoder_files
+        self.offload = offload
         self.name = name
         self.path = path
-        self.n_layers, self.d_transcoder, self.d_model = W_enc.shape
+        self.n_layers, self.d_transcoder = b_enc.shape
+        self.d_model = b_dec.shape[1]
         if activation.kind == "jumprelu" and threshold is None:
             raise TranscoderError("a jumprelu activation needs thresholds")
 
@@ -129,11 +148,19 @@ class Transcoders:
 
     @property
     def device(self) -> torch.device:
-        return self.W_enc.device
+        return self.b_enc.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.W_enc.dtype
+        return self.b_enc.dtype
+
+    @property
+    def lazy_encoder(self) -> bool:
+        return self.W_enc is None
+
+    @property
+    def lazy_decoder(self) -> bool:
+        return self._W_dec is None
 
     def input_hook(self, layer: int) -> str:
         return f"blocks.{layer}.{self.feature_input_hook}"
@@ -146,18 +173,49 @@ class Transcoders:
         return self.n_layers - layer if self.cross_layer else 1
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
-        """Move the in-memory tensors; lazily read decoder rows follow on read."""
+        """Move the in-memory tensors; lazily read rows follow on read. With `offload="cpu"`
+        the encoder and decoder weights change dtype but stay in host memory."""
         move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
-        self.W_enc, self.b_enc, self.b_dec = move(self.W_enc), move(self.b_enc), move(self.b_dec)
+        weights_device = "cpu" if self.offload == "cpu" else device
+        move_weights = lambda t: None if t is None else t.to(weights_device, dtype)  # noqa: E731
+        self.b_enc, self.b_dec = move(self.b_enc), move(self.b_dec)
         self.threshold, self.W_skip = move(self.threshold), move(self.W_skip)
+        self.W_enc = move_weights(self.W_enc)
         if self._W_dec is not None:
-            self._W_dec = [move(w) for w in self._W_dec]
+            self._W_dec = [move_weights(w) for w in self._W_dec]
         return self
 
     # ----------------------------------------------------------------------------- the maths
+    def encoder(self, layer: int) -> torch.Tensor:
+        """The encoder of `layer` (F, d) on the device: from memory, or read from its file."""
+        if self.W_enc is not None:
+            weights = self.W_enc[layer]
+        else:
+            path, tensor_name = self._encoder_files[layer]
+            with safe_open(path, framework="pt") as f:
+                weights = f.get_tensor(tensor_name)
+        return weights.to(device=self.device, dtype=self.dtype)
+
+    def encoder_rows(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder rows (n, d) of features given as (n, 3) (layer, position, feature) rows."""
+        features = features.to("cpu", torch.long)
+        if self.W_enc is not None:
+            rows = self.W_enc[
+                features[:, 0].to(self.W_enc.device), features[:, 2].to(self.W_enc.device)
+            ]
+            return rows.to(device=self.device, dtype=self.dtype)
+        rows = torch.zeros(len(features), self.d_model, device=self.device, dtype=self.dtype)
+        for layer in features[:, 0].unique().tolist():
+            index = torch.nonzero(features[:, 0] == layer).flatten()
+            path, tensor_name = self._encoder_files[layer]
+            with safe_open(path, framework="pt") as f:
+                read = f.get_slice(tensor_name)[features[index, 2].tolist()]
+            rows[index.to(self.device)] = read.to(device=self.device, dtype=self.dtype)
+        return rows
+
     def pre_activations(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """x: (..., d_model) at the feature input hook -> (..., F) before the activation."""
-        return x.to(self.dtype) @ self.W_enc[layer].T + self.b_enc[layer]
+        return x.to(self.dtype) @ self.encoder(layer).T + self.b_enc[layer]
 
     def activate(self, layer: int, pre: torch.Tensor) -> torch.Tensor:
         threshold = None if self.threshold is None else self.threshold[layer]
@@ -253,6 +311,8 @@ def load_transcoders(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     lazy_decoder: bool = True,
+    lazy_encoder: bool = False,
+    offload: str | None = None,
 ) -> Transcoders:
     """Read a transcoder set from a directory in the public layout (or a hub repo id).
 
@@ -260,8 +320,14 @@ def load_transcoders(
     reference `user/repo[/subfolder][@revision]`, which is downloaded through huggingface_hub when
     online (offline, only what is already in the local hub cache resolves).
 
-    With `lazy_decoder` (the default) decoder rows stay on disk and are read by feature.
+    With `lazy_decoder` (the default) decoder rows stay on disk and are read by feature; with
+    `lazy_encoder` the encoders too, a layer at a time. `offload`: "cpu" keeps the weights in
+    host memory and moves a layer to `device` on use; "disk" is both lazy readings.
     """
+    if offload not in (None, *OFFLOADS):
+        raise TranscoderError(f"offload must be cpu or disk, got {offload!r}")
+    if offload == "disk":
+        lazy_decoder = lazy_encoder = True
     directory = _resolve_directory(path)
     config = _read_config(directory)
     kind = config.get("model_kind")
@@ -273,12 +339,15 @@ def load_transcoders(
         name=name,
         path=str(directory),
     )
+    common["offload"] = offload
     if "transcoders" in config and kind in (PER_LAYER, CROSS_LAYER):
+        # Listed files (Gemma Scope and others) keep their encoders in memory: lazy_encoder
+        # applies to the safetensors layouts only.
         tc = _load_listed(directory, config, activation, lazy_decoder, common)
     elif kind == PER_LAYER:
-        tc = _load_per_layer(directory, activation, lazy_decoder, common)
+        tc = _load_per_layer(directory, activation, (lazy_decoder, lazy_encoder), common)
     elif kind == CROSS_LAYER:
-        tc = _load_cross_layer(directory, activation, lazy_decoder, common)
+        tc = _load_cross_layer(directory, activation, (lazy_decoder, lazy_encoder), common)
     else:
         raise TranscoderError(
             f"{directory}/config.yaml: model_kind is {kind!r}; expected {PER_LAYER!r} "
@@ -363,7 +432,8 @@ def _tensor_shape(path: Path, name: str) -> list[int]:
         return list(f.get_slice(name).get_shape())
 
 
-def _load_per_layer(directory: Path, activation: Activation, lazy: bool, common: dict):
+def _load_per_layer(directory: Path, activation: Activation, lazy: tuple, common: dict):
+    lazy_decoder, lazy_encoder = lazy
     files = sorted(directory.glob("layer_*.safetensors"))
     n_layers = len(files)
     if n_layers == 0:
@@ -371,16 +441,16 @@ def _load_per_layer(directory: Path, activation: Activation, lazy: bool, common:
     per_layer = []
     for layer in range(n_layers):
         path = directory / f"layer_{layer}.safetensors"
-        names = ["W_enc", "b_enc", "b_dec", "activation_function.threshold", "W_skip"]
-        tensors = _open_tensors(path, names if lazy else None)
-        for key in ("W_enc", "b_enc", "b_dec"):
+        names = ["b_enc", "b_dec", "activation_function.threshold", "W_skip"]
+        names += [] if lazy_encoder else ["W_enc"]
+        tensors = _open_tensors(path, names + ([] if lazy_decoder else ["W_dec"]))
+        for key in ("b_enc", "b_dec"):
             if key not in tensors:
                 raise TranscoderError(f"{path} lacks the tensor {key!r}")
-        dec_shape = _tensor_shape(path, "W_dec")
-        if dec_shape != list(tensors["W_enc"].shape):
-            raise TranscoderError(
-                f"{path}: W_dec has shape {dec_shape} but W_enc has {list(tensors['W_enc'].shape)}"
-            )
+        enc_shape, dec_shape = _tensor_shape(path, "W_enc"), _tensor_shape(path, "W_dec")
+        if dec_shape != enc_shape:
+            raise TranscoderError(f"{path}: W_dec has shape {dec_shape} but W_enc has {enc_shape}")
+        tensors["shape"] = enc_shape
         per_layer.append((path, tensors))
     has_threshold = "activation_function.threshold" in per_layer[0][1]
     if has_threshold and activation.kind == "relu":
@@ -390,13 +460,14 @@ def _load_per_layer(directory: Path, activation: Activation, lazy: bool, common:
     _check_same_shapes(per_layer, directory)
     return Transcoders(
         kind=PER_LAYER,
-        W_enc=stack("W_enc"),
+        W_enc=None if lazy_encoder else stack("W_enc"),
+        encoder_files=[(str(p), "W_enc") for p, _ in per_layer],
         b_enc=stack("b_enc"),
         b_dec=stack("b_dec"),
         threshold=stack("activation_function.threshold") if has_threshold else None,
         W_skip=stack("W_skip") if has_skip else None,
         activation=activation,
-        W_dec=None if lazy else [t["W_dec"] for _, t in per_layer],
+        W_dec=None if lazy_decoder else [t["W_dec"] for _, t in per_layer],
         decoder_files=[(str(p), "W_dec") for p, _ in per_layer],
         **common,
     )
@@ -416,29 +487,33 @@ def _load_listed(directory: Path, config: dict, activation: Activation, lazy: bo
 
 
 def _check_same_shapes(per_layer: list, directory: Path) -> None:
-    shape = per_layer[0][1]["W_enc"].shape
+    shape = per_layer[0][1]["shape"]
     for layer, (_, tensors) in enumerate(per_layer):
-        if tensors["W_enc"].shape != shape:
+        if tensors["shape"] != shape:
             raise TranscoderError(
-                f"{directory}: layer {layer} has W_enc of shape {list(tensors['W_enc'].shape)}, "
-                f"layer 0 has {list(shape)}; every layer must have the same width and d_model"
+                f"{directory}: layer {layer} has W_enc of shape {tensors['shape']}, "
+                f"layer 0 has {shape}; every layer must have the same width and d_model"
             )
 
 
-def _load_cross_layer(directory: Path, activation: Activation, lazy: bool, common: dict):
+def _load_cross_layer(directory: Path, activation: Activation, lazy: tuple, common: dict):
+    lazy_decoder, lazy_encoder = lazy
     n_layers = len(list(directory.glob("W_enc_*.safetensors")))
     if n_layers == 0:
         raise TranscoderError(f"{directory} holds no W_enc_*.safetensors files")
-    enc, dec_files, dec = [], [], []
+    enc, enc_files, dec_files, dec = [], [], [], []
     for layer in range(n_layers):
-        tensors = _open_tensors(directory / f"W_enc_{layer}.safetensors")
-        for key in (f"W_enc_{layer}", f"b_enc_{layer}", f"b_dec_{layer}"):
+        enc_path = directory / f"W_enc_{layer}.safetensors"
+        names = [f"{key}_{layer}" for key in ("b_enc", "b_dec", "threshold", "W_skip")]
+        tensors = _open_tensors(enc_path, names + ([] if lazy_encoder else [f"W_enc_{layer}"]))
+        for key in (f"b_enc_{layer}", f"b_dec_{layer}"):
             if key not in tensors:
-                raise TranscoderError(f"{directory}/W_enc_{layer}.safetensors lacks {key!r}")
+                raise TranscoderError(f"{enc_path} lacks {key!r}")
+        n_features, d_model = _tensor_shape(enc_path, f"W_enc_{layer}")
         enc.append(tensors)
+        enc_files.append((str(enc_path), f"W_enc_{layer}"))
         dec_path = directory / f"W_dec_{layer}.safetensors"
         shape = _tensor_shape(dec_path, f"W_dec_{layer}")
-        n_features, d_model = tensors[f"W_enc_{layer}"].shape
         if shape != [n_features, n_layers - layer, d_model]:
             raise TranscoderError(
                 f"{dec_path}: W_dec_{layer} has shape {shape}, expected "
@@ -446,7 +521,7 @@ def _load_cross_layer(directory: Path, activation: Activation, lazy: bool, commo
                 f"writes to the {n_layers - layer} layers from {layer} on)"
             )
         dec_files.append((str(dec_path), f"W_dec_{layer}"))
-        if not lazy:
+        if not lazy_decoder:
             dec.append(_open_tensors(dec_path)[f"W_dec_{layer}"])
     has_threshold = f"threshold_{0}" in enc[0]
     if has_threshold and activation.kind == "relu":
@@ -455,13 +530,14 @@ def _load_cross_layer(directory: Path, activation: Activation, lazy: bool, commo
     pick = lambda key: torch.stack([t[f"{key}_{i}"] for i, t in enumerate(enc)])  # noqa: E731
     return Transcoders(
         kind=CROSS_LAYER,
-        W_enc=pick("W_enc"),
+        W_enc=None if lazy_encoder else pick("W_enc"),
+        encoder_files=enc_files,
         b_enc=pick("b_enc"),
         b_dec=pick("b_dec"),
         threshold=pick("threshold") if has_threshold else None,
         W_skip=pick("W_skip") if has_skip else None,
         activation=activation,
-        W_dec=dec if not lazy else None,
+        W_dec=None if lazy_decoder else dec,
         decoder_files=dec_files,
         **common,
     )

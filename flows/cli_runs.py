@@ -25,6 +25,8 @@ from circuitflow.flows.options import (
     DEVICE_OPTION,
     STORE_HELP,
     checked,
+    memory_from,
+    memory_options,
     params_from,
     run_options,
 )
@@ -76,14 +78,14 @@ def store_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
 
 
-def resolve_setup(model, transcoders, store_url, device=None):
+def resolve_setup(model, transcoders, store_url, device=None, memory=None):
     """The run's setup, with the model, transcoders and device checked before any flow starts."""
     from circuitflow.store import StoreError
     from circuitflow.store.fs import check_writable
     from circuitflow.tasks.runtime import Setup, model_identity, transcoders_identity
 
     try:
-        setup = Setup.resolve(model, transcoders, store_url, device)
+        setup = Setup.resolve(model, transcoders, store_url, device, memory)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:
@@ -122,6 +124,7 @@ def slug_name(ctx, param, value):
 @click.argument("prompt", required=False)
 @click.option("-p", "--prompt", "prompt_option", default=None, help="The prompt (or give PROMPT).")
 @run_options
+@memory_options
 @click.option(
     "--graph_file_dir",
     "--graph-file-dir",
@@ -179,8 +182,9 @@ def attribute(
 
     request = RunRequest(prompt, params_from(kwargs))
     config = load_config(analysis_file)
+    memory = memory_from(kwargs)
     setup = resolve_setup(
-        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
+        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"], memory
     )
     server_up()
     from circuitflow.flows.progress import StageProgress
@@ -236,7 +240,7 @@ def print_report(report: dict) -> None:
     console.print(logits)
     console.print(
         f"{report['n_active_features']} active features, {report['n_selected_features']} feature "
-        f"nodes -> kept {report['n_nodes_kept']} nodes and {report['n_edges_kept']} edges "
+        f"nodes{' (the feature budget cut)' if report.get('feature_budget_cut') else ''} -> kept {report['n_nodes_kept']} nodes and {report['n_edges_kept']} edges "
         f"(node threshold {report['node_threshold']}, edge threshold {report['edge_threshold']})",
         highlight=False,
     )

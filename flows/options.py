@@ -22,13 +22,35 @@ STORE_HELP = (
 )
 
 
+class IntOrWord(click.ParamType):
+    """An integer, or the word that means no limit (None): `--max-feature-nodes all`."""
+
+    name = "integer"
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return f"INTEGER|{self.word}"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value is None or isinstance(value, int) or value == self.word:
+            return None if value == self.word else value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"must be a positive integer or {self.word!r}, got {value!r}", param, ctx)
+
+
 def _option(field: dataclasses.Field) -> Callable:
     meta = field.metadata
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
     if isinstance(field.default, bool):  # a switch: --validate
         return click.option(flag, *meta["aliases"], field.name, is_flag=True, help=meta["help"])
     multiple = isinstance(field.default, tuple)
-    if meta["choices"]:
+    if meta["unlimited"]:
+        kind = IntOrWord(meta["unlimited"])
+    elif meta["choices"]:
         kind: Any = click.Choice(meta["choices"])
     elif multiple:
         kind = str
@@ -157,3 +179,53 @@ def setup_options(command: Callable) -> Callable:
 def run_options(command: Callable) -> Callable:
     """Everything a run command takes: the setup options and every run setting."""
     return setup_options(param_options(command))
+
+
+def _memory_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from circuitflow.attribution.memory import parse_size
+
+    try:
+        return None if value is None else parse_size(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def memory_options(command: Callable) -> Callable:
+    """--max-memory, --offload and --lazy-encoder: how a run may use memory (no key changes)."""
+    options = [
+        click.option(
+            "--max-memory",
+            default=None,
+            metavar="SIZE",
+            callback=_memory_size,
+            help="Refuse a run whose estimated peak memory is larger (e.g. 8GB), with what "
+            "dominates it; checked after the forward pass, before the backward passes.",
+        ),
+        click.option(
+            "--offload",
+            type=click.Choice(["cpu", "disk"]),
+            default=None,
+            help="Where the transcoders wait between uses: cpu (host memory, moved to the "
+            "device per layer; on a CPU-only run they are there already, so nothing changes) "
+            "or disk (encoders and decoders read from their files on each use).",
+        ),
+        click.option(
+            "--lazy-encoder",
+            is_flag=True,
+            help="Read each layer's encoder from its file when used, not all at load.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def memory_from(kwargs: dict[str, Any]):
+    """The `MemoryOptions` of a command's parsed options (and remove them from `kwargs`)."""
+    from circuitflow.tasks.runtime import MemoryOptions
+
+    return MemoryOptions(
+        max_memory=kwargs.pop("max_memory"),
+        offload=kwargs.pop("offload"),
+        lazy_encoder=kwargs.pop("lazy_encoder"),
+    )

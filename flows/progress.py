@@ -44,6 +44,9 @@ class StageProgress:
         took = f" in {seconds:.2f} s" if seconds is not None and status == "computed" else ""
         self.console.print(f"{name}: {status}{took}", highlight=False)
 
+    def note(self, name: str, text: str) -> None:
+        self.console.print(f"{name}: {text}", highlight=False)
+
     def steps(self, name: str, done: int, total: int) -> None:
         if name not in self.tasks:
             self.tasks[name] = self.bar.add_task(name, total=total)

@@ -32,6 +32,8 @@ def run_report(setup: Setup, outcome: RunOutcome, top_features: int = 10) -> dic
         "n_tokens": run["n_tokens"],
         "n_active_features": run["n_active_features"],
         "n_selected_features": run["n_selected_features"],
+        "max_feature_nodes": run["max_feature_nodes"],
+        "feature_budget_cut": run["n_selected_features"] < run["n_active_features"],
         "n_nodes_kept": run["n_nodes_kept"],
         "n_edges_kept": run["n_edges_kept"],
         "node_threshold": run["node_threshold"],

@@ -1,7 +1,8 @@
 """Progress of the stages running in this process, for whoever is watching (the CLI).
 
-The pipeline reports three things: a stage starts computing, a stage ends (computed or found
-stored, with its seconds), and a long stage's steps (the rows stage's backward passes). They go
+The pipeline reports four things: a stage starts computing, a stage ends (computed or found
+stored, with its seconds), a long stage's steps (the rows stage's backward passes), and notes
+(a reporter may define `note(name, text)`: the rows stage says when the feature budget cut). They go
 to the reporter installed with `reporting(...)`, one per process; with none installed (a Dask
 worker, a test, a library user) reporting costs nothing. A module-level reporter rather than a
 parameter: Prefect runs stages in its own threads, and keys must not depend on who watches.
@@ -39,6 +40,13 @@ def reporting(reporter: Reporter) -> Iterator[Reporter]:
 def stage_event(name: str, status: str, seconds: float | None = None) -> None:
     if _reporter is not None:
         _reporter.stage(name, status, seconds)
+
+
+def stage_note(name: str, text: str) -> None:
+    """A line for whoever watches about stage `name` (e.g. that the feature budget cut)."""
+    note = getattr(_reporter, "note", None)
+    if note is not None:
+        note(name, text)
 
 
 def step_callback(name: str) -> Callable[[int, int], None] | None:

@@ -100,6 +100,23 @@ def _worker_name() -> object | None:
 
 
 @dataclass(frozen=True)
+class MemoryOptions:
+    """How a run may use memory. None of it enters a key: it changes where weights wait and
+    which runs are refused, never what a run computes.
+
+    max_memory:   bytes; a run whose estimated peak (`attribution.memory`) is larger is refused
+                  before its backward passes start. None: no limit.
+    offload:      "cpu" or "disk": where the transcoders' weights wait between uses (see
+                  `attribution.transcoders`); None keeps them on the run's device.
+    lazy_encoder: read each layer's encoder from its file when it is used.
+    """
+
+    max_memory: int | None = None
+    offload: str | None = None
+    lazy_encoder: bool = False
+
+
+@dataclass(frozen=True)
 class Setup:
     """The model, transcoders and store of a run, resolved to paths or hub names."""
 
@@ -107,6 +124,7 @@ class Setup:
     transcoders: str
     store: str
     device: str = "cpu"
+    memory: MemoryOptions = MemoryOptions()
 
     @classmethod
     def resolve(
@@ -115,6 +133,7 @@ class Setup:
         transcoders: str | None = None,
         store: str | None = None,
         device: str | None = None,
+        memory: MemoryOptions | None = None,
     ) -> Setup:
         """Fill in defaults: the built-in model, its per-layer transcoders, the default store,
         the device ('auto': CUDA when there is a GPU).
@@ -146,6 +165,7 @@ class Setup:
             transcoders=tc_path,
             store=default_root(store),
             device=resolve_device(device),
+            memory=memory or MemoryOptions(),
         )
 
     @property
@@ -186,7 +206,13 @@ def loaded(setup: Setup, dtype: str = "float32") -> Loaded:
             device = process_device(setup.device, _worker_name(), n_gpus)
             precision = getattr(torch, dtype)
             model = load_model(setup.model, device=device, dtype=precision)
-            transcoders = load_transcoders(setup.transcoders, device=device, dtype=precision)
+            transcoders = load_transcoders(
+                setup.transcoders,
+                device=device,
+                dtype=precision,
+                lazy_encoder=setup.memory.lazy_encoder,
+                offload=setup.memory.offload,
+            )
             replacement = ReplacementModel(model, transcoders)
             _loaded[(setup, dtype)] = Loaded(replacement, threading.Lock())
         return _loaded[(setup, dtype)]

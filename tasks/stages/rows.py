@@ -6,23 +6,42 @@ import pyarrow as pa
 import torch
 
 from circuitflow.attribution import Rows, compute_rows
+from circuitflow.attribution.memory import check_run
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.declare import RunColumn, Stage
-from circuitflow.tasks.progress import step_callback
+from circuitflow.tasks.progress import stage_note, step_callback
 
 
 def compute(run: RunContext) -> Rows:
     params = run.params
     model = run.model
+    pre, targets = run.record("precompute"), run.record("targets")
+    check_run(  # refuse before the backward passes, the part that needs the memory
+        model.replacement,
+        pre.n_pos,
+        pre.n_active,
+        len(targets),
+        run.setup.memory.max_memory,
+        max_feature_nodes=params.max_feature_nodes,
+        batch_size=params.batch_size,
+        edge_bytes=getattr(torch, params.edge_precision).itemsize,
+    )
     with model.lock:
         rows = compute_rows(
             model.replacement,
-            run.record("precompute"),
-            run.record("targets"),
+            pre,
+            targets,
             max_feature_nodes=params.max_feature_nodes,
             batch_size=params.batch_size,
             update_interval=params.update_interval,
             progress=step_callback("rows"),
+        )
+    kept = len(rows.selected_features)
+    if kept < pre.n_active:
+        stage_note(
+            "rows",
+            f"feature budget: kept {kept} of {pre.n_active} active features "
+            f"(--max-feature-nodes {params.max_feature_nodes}; 'all' keeps every one)",
         )
     # Stored (and handed to the next stages) at the run's edge precision.
     rows.matrix = rows.matrix.to(getattr(torch, params.edge_precision))

@@ -118,3 +118,35 @@ def test_hub_reference_fails_clearly_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TranscoderError, match="could not fetch transcoders"):
         load_transcoders("nobody/no-such-transcoders/sub@main")
+
+
+@pytest.mark.parametrize("kind", [PER_LAYER, CROSS_LAYER])
+def test_lazy_encoder_and_offload_read_the_same_weights(model, tmp_path, kind):
+    """Encoders left in their files (lazy, or offload to disk) give the eager encoders' rows
+    and activations; offload to cpu on a CPU run keeps everything in memory, unchanged."""
+    random_transcoders(model, kind=kind, directory=tmp_path)
+    eager = load_transcoders(tmp_path, lazy_decoder=False)
+    lazy = load_transcoders(tmp_path, lazy_encoder=True)
+    disk = load_transcoders(tmp_path, offload="disk")
+    cpu = load_transcoders(tmp_path, offload="cpu")
+    assert lazy.W_enc is None and lazy.lazy_encoder and not eager.lazy_encoder
+    assert disk.lazy_encoder and disk.lazy_decoder and not cpu.lazy_encoder
+    x = torch.randn(4, eager.d_model)
+    features = torch.tensor([[0, 1, 5], [2, 3, 0], [0, 2, 7], [1, 0, 17]])
+    for tc in (lazy, disk, cpu):
+        assert (tc.n_layers, tc.d_transcoder, tc.d_model) == (
+            eager.n_layers,
+            eager.d_transcoder,
+            eager.d_model,
+        )
+        for layer in range(eager.n_layers):
+            assert torch.equal(tc.encoder(layer), eager.W_enc[layer])
+            assert torch.equal(tc.encode(layer, x), eager.encode(layer, x))
+        expected = eager.W_enc[features[:, 0], features[:, 2]]  # indexed by hand, in memory
+        assert torch.equal(tc.encoder_rows(features), expected)
+
+
+def test_unknown_offload_is_refused(model, tmp_path):
+    random_transcoders(model, directory=tmp_path)
+    with pytest.raises(TranscoderError, match="offload must be cpu or disk"):
+        load_transcoders(tmp_path, offload="gpu")

@@ -165,10 +165,14 @@ def test_circuit_tracer_flags_are_accepted(invoke, tmp_path):
     result = invoke(
         "attribute", "-p", "w5 w3 w8 w1", "--transcoder_set", "plt", "--batch_size", "8",
         "--max_feature_nodes", "20", "--dtype", "float32", "--graph_file_dir", str(graphs),
-        "--slug", "mine", "--json",
+        "--slug", "mine", "--offload", "cpu", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    # the budget cut, and the run says so: on stderr, and in the report
+    assert report["n_selected_features"] == 20 < report["n_active_features"]
+    assert report["feature_budget_cut"] and report["max_feature_nodes"] == 20
+    assert f"kept 20 of {report['n_active_features']} active features" in result.stderr
     for stage in ("precompute", "rows", "prune"):  # progress goes to stderr
         assert f"{stage}: computing" in result.stderr and f"{stage}: computed" in result.stderr
     assert report["graph_file"] == str(graphs / "mine.json")
@@ -177,3 +181,14 @@ def test_circuit_tracer_flags_are_accepted(invoke, tmp_path):
     assert json.loads((graphs / "mine.json").read_text())["metadata"]["slug"] == "mine"
     assert invoke("attribute", "w1", "-p", "w2").exit_code == 2  # the prompt twice
     assert "letters, digits" in invoke("attribute", "w1", "--slug", "../x").output
+
+
+def test_max_memory_refuses_a_run_in_one_line(invoke, tmp_path):
+    result = invoke("attribute", "w5 w3 w8 w1", "--max-memory", "1MB", "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert "needs about" in error and "dominates" in error and "\n" not in error
+    bad = invoke("attribute", "w5", "--max-memory", "lots")
+    assert bad.exit_code == 2 and "memory size" in bad.output
+    bad = invoke("attribute", "w5", "--max-feature-nodes", "many")
+    assert bad.exit_code == 2 and "'all'" in bad.output
