@@ -96,7 +96,10 @@ def compare_devices(model_dir: Path, work: Path, device: str, prompt: str) -> bo
 def measure_bfloat16(model_dir: Path, store: Path, device: str, prompt: str, full) -> None:
     """What --dtype bfloat16 changes against float32 (measured, not checked: rounding moves
     features near zero and so can change the node set)."""
-    from circuitflow.tasks.recorded import open_run
+    from gpt2_small_cli import measure_bfloat16 as compare
+
+    from circuitflow.attribution import prune
+    from circuitflow.tasks.recorded import recorded_graph
 
     command = [str(Path(sys.executable).parent / "circuitflow"), "attribute", prompt, "--json"]
     command += ["--model", str(model_dir), "--device", device, "--store", str(store)]
@@ -104,18 +107,9 @@ def measure_bfloat16(model_dir: Path, store: Path, device: str, prompt: str, ful
     if done.returncode != 0:
         print(f"bfloat16 run failed: {done.stderr[-500:]}")
         return
-    half = open_run(str(store), json.loads(done.stdout)["run_id"]).graph
-    same = {tuple(f) for f in half.active_features.tolist()} & {
-        tuple(f) for f in full.active_features.tolist()
-    }
-    if not torch.equal(half.active_features, full.active_features):
-        print(
-            f"bfloat16 on {device}: {len(same)} of {len(full.active_features)} float32 active "
-            f"features still active ({half.n_nodes} nodes against {full.n_nodes})"
-        )
-        return
-    diff = relative_difference(half.adjacency, full.adjacency)
-    print(f"bfloat16 on {device}: max |A_bf16 - A_f32| / max |A_f32| = {diff:.1e}")
+    half, half_kept = recorded_graph(str(store), json.loads(done.stdout)["run_id"])
+    print(f"on {device}:")
+    compare(full, prune(full), half, half_kept)  # the run's thresholds are the defaults
 
 
 def time_against_reference(model_dir: Path, device: str, prompt: str, batch_size: int) -> bool:
