@@ -512,5 +512,10 @@ LAZY_COMMANDS = {
         "analysis_command",
         "Show what a run's analysis functions captured: a table per point, --plot.",
     ),
+    "import": (
+        "circuitflow.flows.cli_import",
+        "import_command",
+        "Import circuit-tracer graph files (.pt) as runs.",
+    ),
     **FEATURE_COMMANDS,
 }

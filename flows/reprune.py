@@ -2,7 +2,8 @@
 
 Each run is attributed again with only its thresholds changed, so every stage up to influence is
 read from the store and only prune and export compute. The re-pruned runs are new runs (their
-ids differ) beside the old ones.
+ids differ) beside the old ones. A run imported from a circuit-tracer file is imported again
+from its stored graph at the new thresholds (`tasks.imports`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from prefect import flow
 
 from circuitflow.flows.attribute import attribute_prompt
 from circuitflow.tasks import RunOutcome, RunRequest, Setup, open_store
-from circuitflow.tasks.recorded import UnknownRunError, recorded_request
+from circuitflow.tasks.imports import import_graph
+from circuitflow.tasks.recorded import UnknownRunError, imported_file, recorded_request
 
 __all__ = ["UnknownRunError", "reprune", "stored_request"]
 
@@ -37,6 +39,10 @@ def reprune(
     changes = {name: value for name, value in changes.items() if value is not None}
     outcomes = []
     for rid in run_ids:
+        if (file := imported_file(store, rid)) is not None:  # a circuit-tracer graph: no model
+            params = stored_request(store, rid)[1].params.replace(**changes)
+            outcomes.append(import_graph(file, store, params))
+            continue
         setup, request = stored_request(store, rid)
         setup = dataclasses.replace(setup, device=device)
         params = request.params.replace(**changes)
