@@ -148,7 +148,7 @@ def test_every_stored_tensor_of_a_run_opens_in_xarray_with_its_named_dims(seed_r
         if not obj.tensors:
             continue  # export: a file, no tensors
         dims = dict(stages[event["stage"]].dims)
-        dataset = xarray.open_zarr(obj.path, group="tensors")
+        dataset = xarray.open_zarr(obj.path, group="tensors", consolidated=False)
         assert set(dataset.data_vars) == set(obj.tensors)
         for name, variable in dataset.data_vars.items():
             assert variable.dims == dims[name], (event["stage"], name)
