@@ -15,14 +15,29 @@ from prefect import flow
 from circuitflow.flows.attribute import attribute_prompt
 from circuitflow.tasks import RunOutcome, RunRequest, Setup, open_store
 from circuitflow.tasks.imports import import_graph
-from circuitflow.tasks.recorded import UnknownRunError, imported_file, recorded_request
+from circuitflow.tasks.recorded import (
+    UnknownRunError,
+    imported_file,
+    is_imported,
+    recorded_request,
+)
 
 __all__ = ["UnknownRunError", "reprune", "stored_request"]
 
 
-def stored_request(store_root: str, rid: str) -> tuple[Setup, RunRequest]:
-    """The setup and request of a recorded run, from its `runs` row."""
-    return recorded_request(open_store(store_root), rid)
+def stored_request(
+    store_root: str, rid: str, *, imported_ok: bool = False
+) -> tuple[Setup, RunRequest]:
+    """The setup and request of a recorded run, from its `runs` row. A run imported from a
+    circuit-tracer file has no model here to attribute again (validate, steer): UnknownRunError
+    saying so, unless `imported_ok`."""
+    store = open_store(store_root)
+    if not imported_ok and is_imported(store, rid):
+        raise UnknownRunError(
+            f"run {rid!r} was imported from a circuit-tracer graph file (`circuitflow import`): "
+            "its model is not here, so it can be re-pruned, exported and viewed, not recomputed"
+        )
+    return recorded_request(store, rid)
 
 
 @flow(name="reprune")
@@ -40,7 +55,7 @@ def reprune(
     outcomes = []
     for rid in run_ids:
         if (file := imported_file(store, rid)) is not None:  # a circuit-tracer graph: no model
-            params = stored_request(store, rid)[1].params.replace(**changes)
+            params = stored_request(store, rid, imported_ok=True)[1].params.replace(**changes)
             outcomes.append(import_graph(file, store, params))
             continue
         setup, request = stored_request(store, rid)

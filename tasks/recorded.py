@@ -77,7 +77,7 @@ def open_run(root: str, rid: str, pipeline: Sequence[Stage] | None = None) -> Ru
     events = store.catalog.read("stage_events", rid).to_pylist()
     if pipeline is None:
         pipeline = PIPELINE
-        if any(event["stage"] == IMPORT_PIPELINE[0].name for event in events):
+        if _imported(events):
             pipeline, row = IMPORT_PIPELINE, _runs_row(store, rid)
             setup = dataclasses.replace(
                 setup,
@@ -132,6 +132,15 @@ def load_graph(run_id: str, store: str | None = None) -> RunGraph:
     `attribution.interop.to_circuit_tracer` turns either into circuit-tracer's `Graph`.
     """
     return recorded_graph(default_root(store), run_id)
+
+
+def is_imported(store: Store, rid: str) -> bool:
+    """Whether run `rid` was imported from a circuit-tracer file (its stages began with import)."""
+    return _imported(store.catalog.read("stage_events", check_run_id(rid)).to_pylist())
+
+
+def _imported(events: list[dict]) -> bool:
+    return any(event["stage"] == IMPORT_PIPELINE[0].name for event in events)
 
 
 def imported_file(root: str, rid: str) -> GraphFile | None:

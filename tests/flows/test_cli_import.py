@@ -146,3 +146,9 @@ def test_reprune_prunes_an_imported_run_again_without_a_model(prefect_api, graph
     assert report["run_id"] == by_import["run_id"]
     theirs = prune_graph(Graph.from_pt(str(graph_file)), node_threshold=0.5)
     assert report["n_nodes_kept"] == int(theirs.node_mask.sum())
+    # What needs the model is refused in one line.
+    for command in (["validate", first["run_id"]], ["steer", first["run_id"], "--set", "0:1:1=0"]):
+        refused = CliRunner().invoke(main, [*command, "--store", str(store)])
+        assert refused.exit_code == 2, refused.output
+        assert "imported from a circuit-tracer graph file" in refused.output
+        assert "Traceback" not in refused.output
