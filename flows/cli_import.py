@@ -14,7 +14,7 @@ import json
 import click
 from rich.console import Console
 
-from circuitflow.flows.options import STORE_HELP, checked
+from circuitflow.flows.options import STORE_HELP, param_option
 from circuitflow.flows.output import console
 
 errors = Console(stderr=True, soft_wrap=True)
@@ -22,22 +22,8 @@ errors = Console(stderr=True, soft_wrap=True)
 
 @click.command("import")
 @click.argument("graph_files", nargs=-1, required=True, metavar="GRAPH.pt...")
-@click.option(
-    "--node-threshold",
-    type=float,
-    default=0.8,
-    show_default=True,
-    callback=checked("node_threshold"),
-    help="Prune the imported graphs at this node threshold.",
-)
-@click.option(
-    "--edge-threshold",
-    type=float,
-    default=0.98,
-    show_default=True,
-    callback=checked("edge_threshold"),
-    help="Prune the imported graphs at this edge threshold.",
-)
+@param_option("node_threshold")
+@param_option("edge_threshold")
 @click.option("--store", "store_url", default=None, metavar="URL", help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the imported runs as JSON.")
 def import_command(graph_files, node_threshold, edge_threshold, store_url, as_json) -> None:
@@ -45,10 +31,10 @@ def import_command(graph_files, node_threshold, edge_threshold, store_url, as_js
 
     Each file becomes a run with its catalog rows (runs, nodes, edges, logits,
     influence_traces, stage_events) and its exported graph, pruned here at the thresholds
-    given. Importing the same file at other thresholds re-prunes it (so does `circuitflow
-    reprune`). An imported run cannot recompute anything before influence, validate, steer
-    or build feature dashboards: its model is not here. The files are pickles: import only
-    files you trust.
+    given (those of `attribute`). Importing the same file at other thresholds re-prunes it
+    (so does `circuitflow reprune`). An imported run cannot recompute anything before
+    influence, validate, steer or build feature dashboards: its model is not here. The files
+    are pickles: import only files you trust.
 
     \b
     Example:
