@@ -161,6 +161,14 @@ def _gone(rid: str, stage: str) -> str:
     )
 
 
+def graph_stages(run: RunContext) -> tuple[str, ...]:
+    """The stages whose records `run.graph` reads: the import of an imported run, else
+    tokenize, precompute, targets and rows."""
+    if run.pipeline is IMPORT_PIPELINE:
+        return (IMPORT_PIPELINE[0].name,)
+    return ("tokenize", "precompute", "targets", "rows")
+
+
 def require_stored(run: RunContext, *stages: str) -> None:
     """UnknownRunError naming the first of `stages` whose object the store no longer holds."""
     for stage in stages:

@@ -152,3 +152,16 @@ def test_reprune_prunes_an_imported_run_again_without_a_model(prefect_api, graph
         assert refused.exit_code == 2, refused.output
         assert "imported from a circuit-tracer graph file" in refused.output
         assert "Traceback" not in refused.output
+
+
+def test_an_imported_run_exports_and_views_like_any_run(graph_file, tmp_path):
+    store = tmp_path / "store"
+    rid = imported(store, str(graph_file))["run_id"]
+    for command in (["export", rid, "-o", str(tmp_path / "g.json")],
+                    ["view", rid, "--static", "-o", str(tmp_path / "g.html")]):  # fmt: skip
+        result = CliRunner().invoke(main, [*command, "--store", str(store)])
+        assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["metadata"]["scan"] == "custom"  # the model's name, from the file's config
+    assert doc["metadata"]["generation_settings"] == {}  # the file records none
+    assert rid in (tmp_path / "g.html").read_text()
