@@ -16,6 +16,9 @@ Two kinds exist, and both are read from the public layout circuit-tracer's hoste
   and write to every layer j >= i. `W_enc_{i}.safetensors` holds `W_enc_{i}` (F, d), `b_enc_{i}`,
   `b_dec_{i}`, optional `threshold_{i}`; `W_dec_{i}.safetensors` holds `W_dec_{i}` (F, L - i, d).
 
+A config.yaml may instead list one file per layer (`transcoders:`, local paths or `hf://` files),
+as circuit-tracer's Gemma Scope and Gemma Scope 2 configs do: `transcoder_formats.py` reads those.
+
 Both are presented through one interface, `Transcoders`, in which every feature of layer i has a
 stack of decoder rows, one per output layer it writes to: a single row for a per-layer set,
 L - i rows for a cross-layer transcoder. Decoder rows are read lazily (safetensors slices) because
@@ -270,7 +273,9 @@ def load_transcoders(
         name=name,
         path=str(directory),
     )
-    if kind == PER_LAYER:
+    if "transcoders" in config and kind in (PER_LAYER, CROSS_LAYER):
+        tc = _load_listed(directory, config, activation, lazy_decoder, common)
+    elif kind == PER_LAYER:
         tc = _load_per_layer(directory, activation, lazy_decoder, common)
     elif kind == CROSS_LAYER:
         tc = _load_cross_layer(directory, activation, lazy_decoder, common)
@@ -395,6 +400,19 @@ def _load_per_layer(directory: Path, activation: Activation, lazy: bool, common:
         decoder_files=[(str(p), "W_dec") for p, _ in per_layer],
         **common,
     )
+
+
+def _load_listed(directory: Path, config: dict, activation: Activation, lazy: bool, common: dict):
+    """A config listing one file per layer (Gemma Scope and others): transcoder_formats.py."""
+    from circuitflow.attribution.transcoder_formats import FormatError, read_listed
+
+    try:
+        tensors = read_listed(directory, config, lazy_decoder=lazy)
+    except FormatError as error:
+        raise TranscoderError(str(error)) from None
+    if tensors["threshold"] is not None and activation.kind == "relu":
+        activation = Activation("jumprelu")
+    return Transcoders(activation=activation, **tensors, **common)
 
 
 def _check_same_shapes(per_layer: list, directory: Path) -> None:

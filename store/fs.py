@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,15 +138,36 @@ def resolve(root: str | os.PathLike[str] | None = None, **storage_options: Any) 
 
 
 def hash_file(
-    path: str | os.PathLike[str], fs: AbstractFileSystem | None = None, block: int = 8 << 20
+    path: str | os.PathLike[str],
+    fs: AbstractFileSystem | None = None,
+    block: int = 8 << 20,
+    progress_from: int | None = None,
 ) -> tuple[str, int]:
-    """SHA-256 hex digest and size of a file (local, or in `fs`), read in blocks."""
+    """SHA-256 hex digest and size of a file (local, or in `fs`), read in blocks.
+
+    A local file of at least `progress_from` bytes shows a progress bar on stderr while it is
+    read: hashing gigabytes takes a while and should not look like a hang.
+    """
     digest = hashlib.sha256()
     size = 0
+    bar = None
+    if (
+        progress_from is not None
+        and fs is None
+        and (total := os.path.getsize(path)) >= progress_from
+    ):
+        from tqdm import tqdm
+
+        label = f"hashing {os.path.basename(path)}"
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr)
     with open(path, "rb") if fs is None else fs.open(path, "rb") as f:
         while chunk := f.read(block):
             digest.update(chunk)
             size += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return digest.hexdigest(), size
 
 

@@ -220,8 +220,11 @@ class DigestCache:
     concurrent processes may each drop the other's newest entries, which only costs a re-hash.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, progress_from: int = 100 << 20
+    ) -> None:
         self.path = Path(path) if path is not None else default_cache_dir() / "file-digests.json"
+        self.progress_from = progress_from  # files this large show a hashing bar on stderr
         self._entries: dict[str, list[Any]] | None = None
         self.hashed = 0  # files actually read by this instance; tests and logs use it
 
@@ -240,7 +243,7 @@ class DigestCache:
         entry = self._entries.get(real)
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return str(entry[2])
-        value, _ = hash_file(real)
+        value, _ = hash_file(real, progress_from=self.progress_from)
         self.hashed += 1
         self._entries[real] = [st.st_size, st.st_mtime_ns, value]
         self._save(real)

@@ -25,13 +25,23 @@ import torch
 from circuitflow.attribution import ReplacementModel, load_model, load_transcoders
 from circuitflow.attribution.hub import HubError, model_revision, snapshot_identity
 from circuitflow.attribution.models import ModelLoadError
-from circuitflow.attribution.transcoders import transcoder_directory
+from circuitflow.attribution.transcoder_formats import (
+    FormatError,
+    cached_file_identity,
+    listed_files,
+)
+from circuitflow.attribution.transcoders import TranscoderError, transcoder_directory
 from circuitflow.models import BUILTIN_MODEL
 from circuitflow.store import DigestCache, model_digest, transcoder_digest
 from circuitflow.store.fs import default_root
 from circuitflow.store.keys import canonical_json, sha256_hex
 
 TRANSCODER_PRESETS = ("plt", "clt")
+# circuit-tracer's legacy short names for two hosted sets, so its users' command lines carry over.
+TRANSCODER_SHORTCUTS = {
+    "gemma": "mwhanna/gemma-scope-transcoders",
+    "llama": "mntss/transcoder-Llama-3.2-1B",
+}
 DEVICE_HELP = (
     "auto (CUDA when there is a GPU, else CPU), cpu, cuda, cuda:N or mps. The device is not "
     "part of the stored stages' keys: CPU and GPU results agree within float tolerance."
@@ -117,7 +127,8 @@ class Setup:
         the device ('auto': CUDA when there is a GPU).
 
         `transcoders` may name a preset of the model directory ('plt', 'clt': its
-        transcoders/<name>/), a directory, or a hub reference.
+        transcoders/<name>/), a directory, a hub reference, or one of circuit-tracer's short
+        names ('gemma', 'llama': the hosted sets they stand for).
         """
         if not model and not BUILTIN_MODEL.is_dir():
             raise ValueError(
@@ -126,6 +137,8 @@ class Setup:
             )
         model_path = _existing_path(model) if model else str(BUILTIN_MODEL)
         name = transcoders or "plt"
+        if name in TRANSCODER_SHORTCUTS and not Path(name).exists():
+            name = TRANSCODER_SHORTCUTS[name]
         if name in TRANSCODER_PRESETS:
             if not Path(model_path).is_dir():
                 raise ValueError(
@@ -205,9 +218,26 @@ def transcoders_identity(transcoders: str) -> str:
     """Digest of a transcoder set: for a hub snapshot, the commit and the cache's blob names
     (an LFS blob's name is its SHA-256); otherwise its files, hashed once per change."""
     path = transcoder_directory(transcoders)
+    if (listed := _listed_files(path)) is not None:
+        return _listed_identity([path / "config.yaml", *listed])
     if (snapshot := snapshot_identity(path)) is not None:
         return sha256_hex(canonical_json({"hub-transcoders": snapshot}))
     return transcoder_digest(path, cache=DigestCache())
+
+
+def _listed_files(path: Path) -> list[Path] | None:
+    """The files a `transcoders:`-listing config names (None for the directory layout)."""
+    try:
+        return listed_files(path)
+    except FormatError as error:
+        raise TranscoderError(str(error)) from None
+
+
+def _listed_identity(files: list[Path]) -> str:
+    """A listed set's files, each named by its hub blob when cached (no reading), else hashed."""
+    digests = DigestCache()
+    named = [cached_file_identity(f) or {"sha256": digests.digest(f)} for f in files]
+    return sha256_hex(canonical_json({"listed-transcoders": named}))
 
 
 def identity(setup: Setup, name: str) -> str:

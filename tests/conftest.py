@@ -3,6 +3,17 @@
 import os
 import tempfile
 
+# Under pytest-xdist every worker inherits the controller's environment: give each worker its
+# own Prefect home, database and cache, or two workers' temporary servers share one SQLite file.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    for _name in (
+        "PREFECT_HOME",
+        "CIRCUITFLOW_CACHE_DIR",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    ):
+        os.environ.pop(_name, None)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")  # commands show loading bars; test output stays plain
@@ -24,7 +35,8 @@ configure()
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two xdist workers on two cores: one thread each, or they oversubscribe the cores.
+torch.set_num_threads(1 if _WORKER else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")

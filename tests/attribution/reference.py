@@ -20,6 +20,7 @@ __all__ = [
     "compute_graph_scores",
     "prune_graph",
     "reference_attribute",
+    "reference_from",
     "reference_model",
 ]
 
@@ -53,6 +54,11 @@ def reference_model(model, transcoders, device: str = "cpu") -> TransformerLensR
         if transcoders.activation.kind == "topk":
             for layer_tc in ref_tc:
                 layer_tc.activation_function = TopK(transcoders.activation.k)
+    return reference_from(model, ref_tc, device)
+
+
+def reference_from(model, ref_tc, device: str | torch.device = "cpu"):
+    """The reference replacement model of `model` with circuit-tracer transcoders `ref_tc`."""
     cfg = copy.deepcopy(model.cfg)
     cfg.device = str(device)
     ref = TransformerLensReplacementModel(cfg, tokenizer=model.tokenizer)

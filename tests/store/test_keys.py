@@ -129,3 +129,47 @@ def test_model_digest_from_weight_files(tmp_path: Path) -> None:
     weights.write_bytes(b"weight2")
     os.utime(weights, ns=(2, 2))
     assert model_digest({"n": 1}, weights, cache=cache) != a
+
+
+HASH_IN_CHILD = """
+import sys
+from circuitflow.store.keys import DigestCache
+cache = DigestCache(sys.argv[1], progress_from=int(sys.argv[2]))
+for path in sys.argv[3:]:
+    print(cache.digest(path))
+"""
+
+
+@pytest.mark.slow  # two child interpreters
+def test_hashing_a_large_file_shows_progress_on_stderr(tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+    import sys
+
+    from tests.store.procs import REPO, child_env
+
+    big, small = tmp_path / "big.safetensors", tmp_path / "small.safetensors"
+    big.write_bytes(os.urandom(300_000))
+    small.write_bytes(os.urandom(1000))
+
+    def hash_in_child(*paths: Path) -> subprocess.CompletedProcess[str]:
+        args = [str(tmp_path / "d.json"), "100000", *map(str, paths)]
+        return subprocess.run(
+            [sys.executable, "-c", HASH_IN_CHILD, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(TQDM_DISABLE=""),  # the test session silences bars; a user's does not
+            cwd=REPO,
+        )
+
+    done = hash_in_child(small, big)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        hashlib.sha256(small.read_bytes()).hexdigest(),
+        hashlib.sha256(big.read_bytes()).hexdigest(),
+    ]
+    assert "hashing big.safetensors" in done.stderr and "100%" in done.stderr
+    assert "small.safetensors" not in done.stderr  # below the threshold: no bar
+    again = hash_in_child(big)  # remembered: nothing is read, no bar
+    assert again.returncode == 0 and again.stderr == ""

@@ -79,3 +79,12 @@ def test_precision_is_in_the_keys_and_bfloat16_stays_near_float32(toy_model_dir,
         ours = {tuple(f) for f in half.active_features.tolist()}
         same = sum(tuple(f) in ours for f in full.active_features.tolist())
         assert same >= 0.95 * len(full.active_features)
+
+
+def test_circuit_tracers_short_transcoder_names_stand_for_their_hub_sets(tmp_path, monkeypatch):
+    setup = Setup.resolve("google/gemma-2-2b", "gemma", str(tmp_path / "store"))
+    assert setup.transcoders == "mwhanna/gemma-scope-transcoders"
+    assert Setup.resolve("x/y", "llama", str(tmp_path)).transcoders.startswith("mntss/")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gemma").mkdir()  # a directory of that name is the user's own set
+    assert Setup.resolve("x/y", "gemma", str(tmp_path)).transcoders == str(tmp_path / "gemma")
