@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +42,11 @@ from circuitflow.tasks.catalog import check_pipeline
 from circuitflow.tasks.context import RunContext, RunRequest, StageOutput
 from circuitflow.tasks.declare import Stage
 from circuitflow.tasks.execute import (
-    Call,
     Recorder,
     RunOutcome,
     catalog_entries,
-    inline,
     publish_record,
+    run_stage,
 )
 from circuitflow.tasks.pipeline import PIPELINE
 from circuitflow.tasks.runtime import Setup
@@ -139,9 +137,6 @@ def import_graph(
     file: GraphFile,
     store: str,
     params: RunParams | None = None,
-    *,
-    call: Call = inline,
-    pipeline: Sequence[Stage] = IMPORT_PIPELINE,
 ) -> RunOutcome:
     """Import one graph file as a run: publish its graph (unless stored), run influence, prune
     and export at `params`' thresholds, and record the run in the catalog (once)."""
@@ -150,8 +145,8 @@ def import_graph(
     setup = file.setup(store)
     request = RunRequest(file.graph.prompt, params)
     rid = import_run_id(file, params)
-    run = RunContext(setup, request, {}, pipeline, rid)
-    stage, key = pipeline[0], import_key(file)
+    run = RunContext(setup, request, {}, IMPORT_PIPELINE, rid)
+    stage, key = IMPORT_PIPELINE[0], import_key(file)
     status = "cached"
     if not run.store.exists(stage.name, key):
         with run.store.computing(stage.name, key):
@@ -161,8 +156,8 @@ def import_graph(
                 status = "computed"
     seconds = time.perf_counter() - start
     run.outputs[stage.name] = StageOutput(stage.name, key, status, seconds, key)
-    for later in pipeline[1:]:
-        run.outputs[later.name] = call(later, run)
+    for later in IMPORT_PIPELINE[1:]:  # the usual stages, looked up or computed (no model)
+        run.outputs[later.name] = run_stage(later, run)
     stages = list(run.outputs.values())
     if not run.store.catalog.recorded(rid):
         entries = catalog_entries(run, time.perf_counter() - start)

@@ -43,11 +43,6 @@ class ImportedGraph(AttributionGraph):
     scan: str | list[str] | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
 
-    def graph(self) -> AttributionGraph:
-        """The plain graph (without the provenance fields)."""
-        names = [f.name for f in dataclasses.fields(AttributionGraph)]
-        return AttributionGraph(**{name: getattr(self, name) for name in names})
-
 
 def compute(run: RunContext) -> ImportedGraph:
     raise ValueError(
