@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from typing import Any
 
 import torch
@@ -68,25 +69,51 @@ def check_graph(graph: AttributionGraph, where: str) -> AttributionGraph:
 
 def read_circuit_tracer_file(path: str | os.PathLike) -> Any:
     """circuit-tracer's `Graph` from a `.pt` file (`Graph.to_pt`), or a ValueError in one line
-    (not a graph file, truncated, circuit-tracer missing). The file is a pickle: read only files
-    you trust, as with `torch.load`."""
+    (not a graph file, truncated, inconsistent, circuit-tracer missing).
+
+    The file is a pickle, read with torch's weights-only unpickler that admits only tensors,
+    plain values and the graph's own classes (circuit-tracer's `LogitTarget` and config,
+    TransformerLens's config in older files): unlike circuit-tracer's `Graph.from_pt`, a
+    file cannot run code while it is read.
+    """
+    where = os.fspath(path)
     try:
+        from circuit_tracer.attribution.targets import LogitTarget
         from circuit_tracer.graph import Graph
+        from circuit_tracer.utils.tl_nnsight_mapping import UnifiedConfig
+        from transformer_lens import HookedTransformerConfig
     except ImportError:
         raise ValueError(
-            f"reading {os.fspath(path)!r} needs circuit-tracer (its graph files are pickles of "
-            "its classes): pip install circuit-tracer"
+            f"reading {where!r} needs circuit-tracer (its graph files are pickles of its "
+            "classes): pip install circuit-tracer"
         ) from None
     try:
-        graph = Graph.from_pt(os.fspath(path))
-        check_graph(from_circuit_tracer(graph), repr(os.fspath(path)))
+        with torch.serialization.safe_globals(
+            [LogitTarget, UnifiedConfig, HookedTransformerConfig]
+        ):
+            parts = torch.load(where, weights_only=True, map_location="cpu")
+        if not isinstance(parts, dict):
+            raise TypeError(f"it holds a {type(parts).__name__}, not a graph's fields")
+        if isinstance(parts.get("logit_targets"), torch.Tensor):  # files from before LogitTarget
+            ids = parts["logit_targets"].tolist()
+            parts["logit_targets"] = [LogitTarget(token_str="", vocab_idx=int(i)) for i in ids]
+        graph = Graph(**parts)
+        check_graph(from_circuit_tracer(graph), repr(where))
         return graph
     except (OSError, RuntimeError, KeyError, TypeError, AttributeError, EOFError, IndexError,
             pickle.UnpicklingError) as error:  # fmt: skip
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(
-            f"{os.fspath(path)!r} is not a circuit-tracer graph file: {reason}"
+            f"{where!r} is not a circuit-tracer graph file: {_reason(error)}"
         ) from None
+
+
+def _reason(error: Exception) -> str:
+    """One line saying why a file did not read as a graph."""
+    text = str(error).strip()
+    refused = re.search(r"GLOBAL (\S+)", text)
+    if isinstance(error, pickle.UnpicklingError) and refused:
+        return f"it holds a {refused.group(1)}, which a graph file never does (not loaded)"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_circuit_tracer_graph(path: str | os.PathLike) -> AttributionGraph:

@@ -34,7 +34,7 @@ def import_command(graph_files, node_threshold, edge_threshold, store_url, as_js
     given (those of `attribute`). Importing the same file at other thresholds re-prunes it
     (so does `circuitflow reprune`). An imported run cannot recompute anything before
     influence, validate, steer or build feature dashboards: its model is not here. The files
-    are pickles: import only files you trust.
+    are read with torch's weights-only unpickler: a file that would run code is refused.
 
     \b
     Example:

@@ -165,3 +165,23 @@ def test_an_imported_run_exports_and_views_like_any_run(graph_file, tmp_path):
     assert doc["metadata"]["scan"] == "custom"  # the model's name, from the file's config
     assert doc["metadata"]["generation_settings"] == {}  # the file records none
     assert rid in (tmp_path / "g.html").read_text()
+
+
+class _Opens:
+    """Unpickling this runs `open(path, "w")`: what a hostile graph file could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_file_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"input_string": "x", "cfg": _Opens(marker)}, tmp_path / "hostile.pt")
+    result = run_import(tmp_path / "store", str(tmp_path / "hostile.pt"))
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert "io.open, which a graph file never does (not loaded)" in line, line
+    assert not marker.exists() and not (tmp_path / "store").exists()
