@@ -405,7 +405,7 @@ def reprune(run_ids, node_threshold, edge_threshold, store_url, device, as_json)
             outcomes = reprune_flow(list(run_ids), root, node_threshold, edge_threshold, device)
     except (UnknownRunError, ParamError) as error:
         raise click.UsageError(str(error)) from None
-    reports = [run_report(stored_request(root, o.run_id)[0], o) for o in outcomes]
+    reports = [run_report(stored_request(root, o.run_id, imported_ok=True)[0], o) for o in outcomes]
     if as_json:
         click.echo(json.dumps(reports, indent=2))
         return
@@ -515,6 +515,11 @@ LAZY_COMMANDS = {
         "circuitflow.flows.cli_analysis",
         "analysis_command",
         "Show what a run's analysis functions captured: a table per point, --plot.",
+    ),
+    "import": (
+        "circuitflow.flows.cli_import",
+        "import_command",
+        "Import circuit-tracer graph files (.pt) as runs.",
     ),
     **FEATURE_COMMANDS,
 }

@@ -115,6 +115,11 @@ def checked(name: str) -> Callable:
     return callback
 
 
+def param_option(name: str) -> Callable:
+    """The option of one RunParams field (for commands that take only a few settings)."""
+    return _option(RunParams.__dataclass_fields__[name])
+
+
 def param_options(command: Callable) -> Callable:
     """Add one option per RunParams field to a click command."""
     for field in reversed(dataclasses.fields(RunParams)):

@@ -8,6 +8,8 @@ Read in this order:
     pipeline.py    PIPELINE, the list of stages, and the store with its tables registered
     runtime.py     Setup (model, transcoders, store), models loaded once per process, identities
     context.py     RunContext: a run's settings and the records of its stages; run ids
+    recorded.py    a recorded run opened by its id; `load_graph`: its graph back in Python
+    imports.py     circuit-tracer graph files brought in as runs (`circuitflow import`)
     execute.py     run_stage (any stage), the Prefect task, execute_run (the run driver),
                    the run's catalog entries
     analysis*.py   analysis configs (YAML), functions attached while stages run, the
@@ -23,6 +25,7 @@ from circuitflow.tasks.context import RunContext, RunRequest, StageOutput, run_i
 from circuitflow.tasks.declare import CatalogTable, RunColumn, Stage
 from circuitflow.tasks.execute import RunOutcome, execute_run, run_stage
 from circuitflow.tasks.pipeline import PIPELINE, open_store
+from circuitflow.tasks.recorded import load_graph
 from circuitflow.tasks.runtime import Setup
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "StageOutput",
     "catalog_tables",
     "execute_run",
+    "load_graph",
     "open_store",
     "run_id",
     "run_stage",

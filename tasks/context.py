@@ -156,7 +156,10 @@ class RunContext:
 
     @property
     def graph(self) -> AttributionGraph:
-        """The attribution graph, assembled from the precompute, targets and rows records."""
+        """The attribution graph, assembled from the precompute, targets and rows records (an
+        imported run's is the record of its `import` stage: `tasks/stages/imported.py`)."""
+        if "import" in self.outputs:
+            return self.record("import")
         where = (self.store.root, "graph", self.outputs["rows"].key)
         found = recall(where)
         if found is not None:

@@ -80,6 +80,9 @@ class Stage:
     retention:  what a size-bounded store (`store gc --max-size`) may do with its objects:
         "recompute-first" (evicted first: large and cheap to recompute, like edge matrices),
         "recompute" (evicted next), "keep" (never evicted: what people read, like pruned graphs).
+    dims:       the dimension names of its record's tensors, (tensor, names) pairs: stored
+        with each Zarr array, so that `xarray.open_zarr` shows `(row, source)`, not `dim_0`
+        (`StoredObject.dataset`); a tensor not named gets `<tensor>_dim<i>`.
     points:     the analysis points its compute fires (`attribution.analysis_points`): a run
         with analysis on executes the stages whose points are enabled (see `tasks.analysis`).
         Points never enter the key.
@@ -99,3 +102,4 @@ class Stage:
     retention: str = "recompute"
     points: tuple[str, ...] = ()
     when: str | None = None
+    dims: tuple[tuple[str, tuple[str, ...]], ...] = ()

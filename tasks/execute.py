@@ -91,11 +91,12 @@ def publish_record(
     """Publish a stage's record under `key` (atomically); returns its JSON metadata."""
     tensors, meta, files = record.to_parts()
     attrs = {"record": meta, "retention": stage.retention}
+    dims = dict(stage.dims)
     with run.store.writer(
         stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
     ) as writer:
         for name, tensor in tensors.items():
-            writer.put_tensor(name, tensor)
+            writer.put_tensor(name, tensor, dims=dims.get(name))
         for name, data in files.items():
             writer.put_file(name, data)
     remember((run.store.root, stage.name, key), record)

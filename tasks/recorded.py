@@ -7,14 +7,18 @@ which quotes them), so a malformed one is refused with a line that says what is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from circuitflow.attribution import AttributionGraph, PruneResult, RunParams
 from circuitflow.store import ObjectMissing, Store
+from circuitflow.store.fs import default_root
 from circuitflow.tasks.context import RunContext, RunRequest, StageOutput, store_for
 from circuitflow.tasks.declare import Stage
+from circuitflow.tasks.imports import IMPORT_PIPELINE, GraphFile
 from circuitflow.tasks.pipeline import PIPELINE
 from circuitflow.tasks.runtime import Setup
 
@@ -44,6 +48,12 @@ def check_run_id(rid: str) -> str:
 
 def recorded_request(store: Store, rid: str) -> tuple[Setup, RunRequest]:
     """The setup and request of a successful recorded run, from its `runs` row."""
+    row = _runs_row(store, rid)
+    setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store.root)
+    return setup, RunRequest(row["prompt"], RunParams.from_dict(json.loads(row["params"])))
+
+
+def _runs_row(store: Store, rid: str) -> dict:
     check_run_id(rid)
     rows = store.catalog.read("runs", rid).to_pylist()
     ok = [r for r in rows if r["status"] == "ok"]
@@ -52,18 +62,31 @@ def recorded_request(store: Store, rid: str) -> tuple[Setup, RunRequest]:
             f"no successful run {rid!r} in the catalog at {store.location.url} "
             "(`circuitflow store ls` lists the runs)"
         )
-    row = ok[0]
-    setup = Setup(model=row["model"], transcoders=row["transcoders"], store=store.root)
-    return setup, RunRequest(row["prompt"], RunParams.from_dict(json.loads(row["params"])))
+    return ok[0]
 
 
-def open_run(root: str, rid: str, pipeline: Sequence[Stage] = PIPELINE) -> RunContext:
-    """A recorded run whose stages' records can be read (`run.record`, `run.graph`)."""
-    store = store_for(root, pipeline)
+def open_run(root: str, rid: str, pipeline: Sequence[Stage] | None = None) -> RunContext:
+    """A recorded run whose stages' records can be read (`run.record`, `run.graph`).
+
+    Without a `pipeline`, the run's own: `PIPELINE`, or `IMPORT_PIPELINE` for a graph brought
+    in by `circuitflow import` (whose identities are then the recorded ones: its model is not
+    here to hash).
+    """
+    store = store_for(root, PIPELINE if pipeline is None else pipeline)
     setup, request = recorded_request(store, rid)
+    events = store.catalog.read("stage_events", rid).to_pylist()
+    if pipeline is None:
+        pipeline = PIPELINE
+        if _imported(events):
+            pipeline, row = IMPORT_PIPELINE, _runs_row(store, rid)
+            setup = dataclasses.replace(
+                setup,
+                model_digest=row["model_digest"],
+                transcoders_digest=row["transcoders_digest"],
+            )
     outputs = {}
     stages = {stage.name: stage for stage in pipeline}
-    for event in store.catalog.read("stage_events", rid).to_pylist():
+    for event in events:
         stage, key = stages.get(event["stage"]), event["key"]
         if stage is None:
             continue  # a stage of another pipeline
@@ -77,7 +100,14 @@ def open_run(root: str, rid: str, pipeline: Sequence[Stage] = PIPELINE) -> RunCo
     return RunContext(setup, request, outputs, pipeline, rid)
 
 
-def recorded_graph(root: str, rid: str) -> tuple[AttributionGraph, PruneResult]:
+class RunGraph(NamedTuple):
+    """A recorded run's graph and its prune result at the run's thresholds."""
+
+    graph: AttributionGraph
+    pruned: PruneResult
+
+
+def recorded_graph(root: str, rid: str) -> RunGraph:
     """A recorded run's attribution graph, back in Python, with its prune result at the run's
     thresholds: what `attribute` and `prune` gave when the run was computed.
 
@@ -85,7 +115,43 @@ def recorded_graph(root: str, rid: str) -> tuple[AttributionGraph, PruneResult]:
         graph.adjacency[kept.node_mask][:, kept.node_mask]
     """
     run = open_run(root, rid)
-    return run.graph, run.record("prune").result()
+    return RunGraph(run.graph, run.record("prune").result())
+
+
+def load_graph(run_id: str, store: str | None = None) -> RunGraph:
+    """The graph of run `run_id` in the store (default: $CIRCUITFLOW_STORE, else
+    ./.circuitflow/store), read back from the store: the store's `graph` in Python.
+
+        from circuitflow.tasks import load_graph
+        graph, pruned = load_graph("20d56149989e41d4c707")
+        graph.adjacency            # (N, N) float32, rows are targets, columns sources
+        pruned.node_mask           # (N,) bool: the nodes kept at the run's thresholds
+
+    Imported runs (`circuitflow import`) give the graph read from the file, with its prompt,
+    `scan` and model config (`tasks.stages.imported.ImportedGraph`);
+    `attribution.interop.to_circuit_tracer` turns either into circuit-tracer's `Graph`.
+    """
+    return recorded_graph(default_root(store), run_id)
+
+
+def is_imported(store: Store, rid: str) -> bool:
+    """Whether run `rid` was imported from a circuit-tracer file (its stages began with import)."""
+    return _imported(store.catalog.read("stage_events", check_run_id(rid)).to_pylist())
+
+
+def _imported(events: list[dict]) -> bool:
+    return any(event["stage"] == IMPORT_PIPELINE[0].name for event in events)
+
+
+def imported_file(root: str, rid: str) -> GraphFile | None:
+    """The graph file a run imported (`circuitflow import`), read back from the store; None
+    for a run that attributed a prompt."""
+    run = open_run(root, rid)
+    if run.pipeline is not IMPORT_PIPELINE:
+        return None
+    require_stored(run, IMPORT_PIPELINE[0].name)
+    source = run.object(IMPORT_PIPELINE[0].name)
+    return GraphFile(source.path, source.inputs["file"], run.record(IMPORT_PIPELINE[0].name))
 
 
 def _gone(rid: str, stage: str) -> str:
@@ -93,6 +159,14 @@ def _gone(rid: str, stage: str) -> str:
         f"run {rid!r}: its stored {stage} output is gone from the store (removed or damaged); "
         "run the same `circuitflow attribute` again to recompute it"
     )
+
+
+def graph_stages(run: RunContext) -> tuple[str, ...]:
+    """The stages whose records `run.graph` reads: the import of an imported run, else
+    tokenize, precompute, targets and rows."""
+    if run.pipeline is IMPORT_PIPELINE:
+        return (IMPORT_PIPELINE[0].name,)
+    return ("tokenize", "precompute", "targets", "rows")
 
 
 def require_stored(run: RunContext, *stages: str) -> None:

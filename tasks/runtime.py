@@ -118,13 +118,20 @@ class MemoryOptions:
 
 @dataclass(frozen=True)
 class Setup:
-    """The model, transcoders and store of a run, resolved to paths or hub names."""
+    """The model, transcoders and store of a run, resolved to paths or hub names.
+
+    model_digest, transcoders_digest: identities known without the files (a graph imported
+    from circuit-tracer: its model is not here to hash; see `tasks.imports`); None means
+    "hash the files" (`identity`).
+    """
 
     model: str
     transcoders: str
     store: str
     device: str = "cpu"
     memory: MemoryOptions = MemoryOptions()
+    model_digest: str | None = None
+    transcoders_digest: str | None = None
 
     @classmethod
     def resolve(
@@ -261,6 +268,9 @@ def _listed_identity(files: list[Path]) -> str:
 
 def identity(setup: Setup, name: str) -> str:
     """The identity a stage's key may name: "model" or "transcoders"."""
+    known = {"model": setup.model_digest, "transcoders": setup.transcoders_digest}.get(name)
+    if known:
+        return known
     if name == "model":
         return model_identity(setup.model)
     if name == "transcoders":

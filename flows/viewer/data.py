@@ -36,7 +36,7 @@ from circuitflow.flows.analysis_read import analyses, captured_series
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.features import find_dashboards
 from circuitflow.tasks.labels import feature_labels, set_label
-from circuitflow.tasks.recorded import require_stored
+from circuitflow.tasks.recorded import graph_stages, require_stored
 
 TOP_LINKS = 5  # strongest inputs and outputs listed per node
 TRACE_BINS = 40
@@ -86,7 +86,7 @@ class RunView:
     """A recorded run, ready to be drawn and re-pruned."""
 
     def __init__(self, run: RunContext) -> None:
-        require_stored(run, "tokenize", "precompute", "targets", "rows", "influence", "prune")
+        require_stored(run, *graph_stages(run), "influence", "prune")
         self.run = run
         self.graph = run.graph
         self.ids = self.graph.node_ids()

@@ -15,6 +15,7 @@ from circuitflow.attribution.serialize import Record
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.declare import Stage
 from circuitflow.tasks.runtime import identity
+from circuitflow.tasks.stages.imported import NAME as IMPORTED
 
 
 @dataclass
@@ -26,6 +27,13 @@ class ExportedGraph(Record):
 
 def provenance(run: RunContext) -> Provenance:
     params, setup = run.params, run.setup
+    settings = {
+        "max_n_logits": params.max_n_logits,
+        "desired_logit_prob": params.desired_logit_prob,
+        "max_feature_nodes": params.max_feature_nodes,
+        "batch_size": params.batch_size,
+        "update_interval": params.update_interval,
+    }
     return Provenance(
         slug=run.run_id,
         scan=setup.model_label,
@@ -35,13 +43,7 @@ def provenance(run: RunContext) -> Provenance:
         run_id=run.run_id,
         model_digest=identity(setup, "model"),
         transcoders_digest=identity(setup, "transcoders"),
-        settings={
-            "max_n_logits": params.max_n_logits,
-            "desired_logit_prob": params.desired_logit_prob,
-            "max_feature_nodes": params.max_feature_nodes,
-            "batch_size": params.batch_size,
-            "update_interval": params.update_interval,
-        },
+        settings={} if IMPORTED in run.outputs else settings,  # an imported file has none
     )
 
 

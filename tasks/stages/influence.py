@@ -54,6 +54,7 @@ STAGE = Stage(
     params=(),
     record=Influence,
     compute=compute,
+    dims=(("influence", ("node",)), ("trace", ("step", "node"))),
     points=("graph_assembled", "influence_start", "influence_iteration", "influence_end"),
     run_columns=(
         RunColumn("replacement_score", pa.float64(), _replacement_score),

@@ -34,5 +34,13 @@ STAGE = Stage(
     compute=compute,
     points=("precompute_end",),
     uses_model=True,
+    dims=(
+        ("tokens", ("pos",)),
+        ("active_features", ("active", "coordinate")),  # coordinate: (layer, pos, feature)
+        ("activation_values", ("active",)),
+        ("error_vectors", ("layer", "pos", "d_model")),
+        ("token_vectors", ("pos", "d_model")),
+        ("last_logits", ("vocab",)),
+    ),
     run_columns=(RunColumn("n_active_features", pa.int64(), _n_active_features),),
 )

@@ -170,6 +170,13 @@ STAGE = Stage(
     params=("node_threshold", "edge_threshold"),
     record=Pruned,
     compute=compute,
+    dims=(
+        ("node_mask", ("node",)),
+        ("cumulative_scores", ("node",)),
+        ("kept_edges", ("edge", "end")),  # end: (target, source)
+        ("edge_scores", ("edge",)),
+        ("edge_trace", ("step", "node")),
+    ),
     points=(
         "influence_start",
         "influence_iteration",

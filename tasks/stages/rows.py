@@ -61,6 +61,12 @@ STAGE = Stage(
     compute=compute,
     points=("rows_forward_end", "rows_logits_end", "rows_feature_ranking", "rows_features_end"),
     uses_model=True,
+    # row: a computed row (a target node); source: active features, then errors, then tokens
+    dims=(
+        ("matrix", ("row", "source")),
+        ("row_nodes", ("row",)),
+        ("selected_features", ("selected",)),
+    ),
     run_columns=(RunColumn("n_selected_features", pa.int64(), _n_selected_features),),
     retention="recompute-first",
 )

@@ -85,5 +85,12 @@ STAGE = Stage(
     compute=compute,
     points=("targets_end",),
     uses_model=True,
+    dims=(
+        ("token_ids", ("target",)),
+        ("probabilities", ("target",)),
+        ("vectors", ("target", "d_model")),
+        ("values", ("target",)),
+        ("offsets", ("target",)),
+    ),
     tables=(LOGITS,),
 )

@@ -53,6 +53,7 @@ STAGE = Stage(
     compute=compute,
     uses_model=True,
     identity="prompt_hash",
+    dims=(("tokens", ("pos",)),),
     run_columns=(
         RunColumn("prompt_hash", pa.string(), _prompt_hash),
         RunColumn("n_tokens", pa.int32(), _n_tokens),

@@ -135,6 +135,11 @@ STAGE = Stage(
     record=Validation,
     compute=compute,
     uses_model=True,
+    dims=(
+        *((name, ("check",)) for name in ("k", "random", "draw", "logit_change", "prob_change")),
+        ("top", ("top_rank", "coordinate")),  # coordinate: (layer, pos, feature)
+        ("draws", ("sample", "random_rank", "coordinate")),
+    ),
     tables=(INTERVENTIONS,),
     when="validate",
 )

@@ -87,25 +87,9 @@ def assert_same_graph(ours, ref) -> None:
 def reference_graph(graph, cfg, prompt: str = "", tokenizer_dir: str | None = None):
     """circuit-tracer's Graph holding exactly our graph (same adjacency, same node order), so
     that its `create_graph_files` can be run on the very graph we export."""
-    from circuit_tracer.attribution.targets import LogitTarget
-    from circuit_tracer.graph import Graph
+    from circuitflow.attribution.interop import to_circuit_tracer
 
-    targets = [
-        LogitTarget(token, int(i))
-        for token, i in zip(graph.logit_tokens, graph.logit_token_ids.tolist(), strict=True)
-    ]
-    ref = Graph(
-        input_string=prompt,
-        input_tokens=graph.tokens,
-        active_features=graph.active_features,
-        adjacency_matrix=graph.adjacency,
-        cfg=cfg,
-        selected_features=graph.selected_features,
-        activation_values=graph.activation_values,
-        logit_targets=targets,
-        logit_probabilities=graph.logit_probabilities,
-        scan="test",
-    )
+    ref = to_circuit_tracer(graph, cfg, prompt=prompt, scan="test")
     if tokenizer_dir is not None:
         ref.cfg.tokenizer_name = tokenizer_dir  # create_graph_files loads it by this name
     return ref

@@ -14,6 +14,7 @@ import pytest
 from circuitflow.store import ObjectCorrupted, Store, stage_key
 from circuitflow.store.fs import default_root
 from circuitflow.store.maintenance import gc, verify
+from circuitflow.store.tensors import IntegrityError
 from tests.store.procs import run_python, spawn_python
 
 
@@ -277,3 +278,29 @@ def test_blobs_round_trip_and_a_changed_blob_is_a_miss(store: Store) -> None:
     with pytest.raises(ObjectCorrupted, match="graph.json"):
         store.open("export", "ab" * 32, verify=True)
     assert store.get("export", "ab" * 32) is None  # quarantined: a miss from now on
+
+
+def test_an_object_opens_as_a_lazy_verified_xarray_dataset(store: Store) -> None:
+    import xarray
+
+    key = stage_key("rows", 1, {"name": "xr"})
+    matrix = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with store.writer("rows", key, version=1, params={}) as w:
+        w.put_tensor("matrix", matrix, dims=("row", "node"), chunks=(1, 4))
+        w.put_tensor("order", np.array([2, 0, 1]), dims=("row",))
+    obj = store.open("rows", key)
+    plain = xarray.open_zarr(Path(obj.path), group="tensors", consolidated=False)
+    assert plain["matrix"].dims == ("row", "node") and plain["order"].dims == ("row",)
+    assert plain["matrix"].chunks is not None  # lazy: dask arrays, read on demand
+    np.testing.assert_array_equal(plain["matrix"].values, obj.tensor("matrix"))
+    ours = obj.dataset()
+    np.testing.assert_array_equal(ours["order"].values, obj.tensor("order"))
+
+    chunk = Path(obj.path) / "tensors" / "matrix" / "c" / "1" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="do not match"):
+        obj.dataset()["matrix"].values  # noqa: B018 (the read is the test)
+    with pytest.raises(ObjectCorrupted):
+        store.open("rows", key).tensor("matrix")

@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from prefect import flow
@@ -129,3 +130,30 @@ print(computed, "transformer_lens" in sys.modules, len(runtime._loaded))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["['export',", "'prune']", "False", "0"]
+
+
+def test_every_stored_tensor_of_a_run_opens_in_xarray_with_its_named_dims(seed_run):
+    """Each object of a run opens with `xarray.open_zarr` alone, lazily, with the dimensions
+    its stage declares (and no `_dim<i>` names), holding what the store's reader returns."""
+    import xarray
+
+    from circuitflow.tasks.pipeline import open_store
+
+    store = open_store(seed_run.store)
+    stages = {stage.name: stage for stage in PIPELINE}
+    events = store.catalog.read("stage_events", seed_run.run_id).to_pylist()
+    seen = set()
+    for event in events:
+        obj = store.open(event["stage"], event["key"])
+        if not obj.tensors:
+            continue  # export: a file, no tensors
+        dims = dict(stages[event["stage"]].dims)
+        dataset = xarray.open_zarr(obj.path, group="tensors", consolidated=False)
+        assert set(dataset.data_vars) == set(obj.tensors)
+        for name, variable in dataset.data_vars.items():
+            assert variable.dims == dims[name], (event["stage"], name)
+            assert variable.chunks is not None  # lazy
+            np.testing.assert_array_equal(variable.values, obj.tensor(name))
+            seen.update(variable.dims)
+    assert {"pos", "layer", "active", "row", "source", "node", "step", "target"} <= seen
+    assert not [d for d in seen if "_dim" in d]

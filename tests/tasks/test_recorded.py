@@ -51,8 +51,9 @@ def test_unknown_runs_and_missing_objects_are_named(seed_run):
         require_stored(run, "rows", "prune")
 
 
-def test_a_recorded_graph_is_what_the_python_api_gives(seed_run):
-    """recorded_graph: the run's graph and prune result equal `attribute` + `prune` run anew."""
+def test_a_recorded_graph_is_what_the_python_api_gives(seed_run, monkeypatch):
+    """load_graph (the store's graph, public): the run's graph and prune result equal
+    `attribute` + `prune` run anew, bit for bit."""
     from circuitflow.attribution import (
         ReplacementModel,
         attribute,
@@ -61,10 +62,11 @@ def test_a_recorded_graph_is_what_the_python_api_gives(seed_run):
         prune,
     )
     from circuitflow.models import BUILTIN_MODEL
-    from circuitflow.tasks.recorded import recorded_graph
+    from circuitflow.tasks import load_graph
     from tests.conftest import SEED
 
-    graph, kept = recorded_graph(seed_run.store, seed_run.run_id)
+    monkeypatch.setenv("CIRCUITFLOW_STORE", seed_run.store)  # the default store
+    graph, kept = load_graph(seed_run.run_id)
     model = ReplacementModel(
         load_model(BUILTIN_MODEL), load_transcoders(BUILTIN_MODEL / "transcoders" / "plt")
     )
@@ -74,3 +76,11 @@ def test_a_recorded_graph_is_what_the_python_api_gives(seed_run):
     again = prune(fresh, node_threshold=0.8, edge_threshold=0.98)
     assert torch.equal(kept.node_mask, again.node_mask)
     assert torch.equal(kept.edge_mask, again.edge_mask)
+    assert torch.equal(kept.cumulative_scores, again.cumulative_scores)
+    # As circuit-tracer's Graph, circuit-tracer's own pruning keeps the same.
+    from circuitflow.attribution.interop import to_circuit_tracer
+    from tests.attribution.reference import prune_graph
+
+    theirs = prune_graph(to_circuit_tracer(graph))
+    assert torch.equal(kept.node_mask, theirs.node_mask)
+    assert torch.equal(kept.edge_mask, theirs.edge_mask)
