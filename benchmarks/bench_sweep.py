@@ -59,6 +59,11 @@ def prompts(n: int) -> list[str]:
     return facts[:n]
 
 
+def load() -> str:
+    """The 1-minute load average, printed beside each figure: the machine may be shared."""
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
 def timed(command: list[str], env: dict, cwd: Path) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
@@ -107,6 +112,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--server", action="store_true", help="Also with a running server.")
     parser.add_argument("--repeat", type=int, default=1, help="Threshold-change repeats.")
+    parser.add_argument("--no-grid", action="store_true", help="Skip the threshold grid.")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
@@ -126,12 +132,15 @@ def main() -> None:
         timed([sys.executable, "-c", "import torch, prefect, duckdb, zarr"], env, tmp)
         for _ in range(3)
     )
-    print(f"import torch, prefect, duckdb, zarr: {imports:.2f} s (best of 3)")
+    print(f"import torch, prefect, duckdb, zarr: {imports:.2f} s (best of 3); {load()}")
     out = tmp / "reference"
     out.mkdir()
     loop = timed([sys.executable, "-c", LOOP, str(file), str(out), str(BUILTIN_MODEL)], env, tmp)
     rate = 60 * args.prompts / loop
-    print(f"circuit-tracer loop: {args.prompts} prompts in {loop:.1f} s = {rate:.0f} prompts/min")
+    print(
+        f"circuit-tracer loop: {args.prompts} prompts in {loop:.1f} s = {rate:.0f} prompts/min; "
+        f"{load()}"
+    )
 
     modes = [("temporary server", None)] + ([("running server", "server")] if args.server else [])
     for label, mode in modes:
@@ -147,7 +156,7 @@ def main() -> None:
                 ours = 60 * args.prompts / wall
                 print(
                     f"circuitflow sweep, {label}, {workers} worker(s): {wall:.1f} s = "
-                    f"{ours:.0f} prompts/min; ratio to the loop {ours / rate:.2f}"
+                    f"{ours:.0f} prompts/min; ratio to the loop {ours / rate:.2f}; {load()}"
                 )
             change = [*cli, "attribute", SEED, "--store", str(store), "--node-threshold", "0.6"]
             walls = [
@@ -157,13 +166,15 @@ def main() -> None:
             wall = statistics.median(walls)
             print(
                 f"threshold change, {label}: {wall:.2f} s (median of {len(walls)}) = "
-                f"{wall / imports:.2f} x the imports"
+                f"{wall / imports:.2f} x the imports; {load()}"
             )
         finally:
             if server:
                 os.killpg(server.pid, 15)
                 server.wait(timeout=30)
 
+    if args.no_grid:
+        return
     grid = tmp / "grid.yaml"
     grid.write_text(
         json.dumps({"prompts_file": "prompts.txt", "grid": {"node_threshold": [0.8, 0.6, 0.4]}})
@@ -183,7 +194,7 @@ def main() -> None:
     counts = sorted({row["n"] for row in per_prompt})
     print(
         f"grid of 3 thresholds x {args.prompts} prompts on 2 workers: {wall:.1f} s; rows "
-        f"computed per prompt: {counts} ({len(per_prompt)} prompts)"
+        f"computed per prompt: {counts} ({len(per_prompt)} prompts); {load()}"
     )
 
 
