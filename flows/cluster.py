@@ -3,7 +3,7 @@
 A Prefect `DaskTaskRunner` given cluster settings starts its cluster when the flow starts,
 after the Prefect server is up; its workers then import PyTorch and load the model when the
 first batch reaches them. Here the cluster starts in a background thread as soon as the
-command knows it needs one, and each worker is sent a warm-up (`tasks.runtime.warm_up`):
+command knows it needs one, and each worker is sent a warm-up (`tasks.execute.warm_up`):
 torch threads set to its share of the cores, the pipeline imported, the models loaded. All
 of it overlaps the Prefect server's start; the flow then runs on the warm cluster through
 `DaskTaskRunner(address=...)`.
@@ -55,7 +55,7 @@ class WarmCluster:
             self._known.wait()
             if not self._models:  # the command ended before it knew them
                 return
-            from circuitflow.tasks.runtime import warm_up
+            from circuitflow.tasks.execute import warm_up
 
             for address in self._client.scheduler_info()["workers"]:
                 self._warm.append(

@@ -210,21 +210,3 @@ def identity(setup: Setup, name: str) -> str:
     if name == "transcoders":
         return transcoders_identity(setup.transcoders)
     raise ValueError(f"unknown identity {name!r}: a stage may depend on 'model' or 'transcoders'")
-
-
-def warm_up(models: list[tuple[Setup, str]], threads: int) -> int:
-    """Make this process ready to run a sweep's tasks: `threads` torch threads, the pipeline's
-    modules imported and the models `(setup, dtype)` loaded. Sent to each Dask worker as it
-    starts, so that imports and loading overlap the Prefect server's start instead of
-    delaying the first batch. Returns this process's id."""
-    import contextlib
-    import os
-
-    import circuitflow.tasks.execute  # noqa: F401  (the Prefect task the batches run)
-
-    torch.set_num_threads(threads)
-    for setup, dtype in models:
-        # A model that fails to load fails each run that needs it, which records the error.
-        with contextlib.suppress(OSError, ValueError):
-            loaded(setup, dtype)
-    return os.getpid()
