@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # a Prefect server, a Dask cluster, a subprocess
 
 def servers_under(pid: int) -> set[int]:
     """Prefect server processes started by `pid` or its descendants."""
-    table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
     parent, args = {}, {}
     for line in table.stdout.splitlines():
         child, ppid, *rest = line.split(None, 2)
