@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,10 +60,24 @@ def prompts(n: int) -> list[str]:
     return facts[:n]
 
 
+def load() -> str:
+    """The 1-minute load average, printed beside each figure: the machine may be shared."""
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this script's finished children (and theirs: servers, Dask workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command: list[str], env: dict, cwd: Path) -> float:
-    start = time.perf_counter()
+    """Wall time of the command; its CPU time (all its processes) goes to `timed.cpu`: on a
+    shared machine CPU seconds move less with the load than wall time."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    timed.cpu = cpu_seconds() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed:\n{done.stderr[-3000:]}")
     return wall
@@ -107,7 +122,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--server", action="store_true", help="Also with a running server.")
     parser.add_argument("--repeat", type=int, default=1, help="Threshold-change repeats.")
+    parser.add_argument("--no-grid", action="store_true", help="Skip the threshold grid.")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each figure shows as it is measured
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     file = tmp / "prompts.txt"
@@ -122,16 +139,22 @@ def main() -> None:
     # The temporary server's database is created on first use (once per project): not timed.
     timed([*cli, "attribute", SEED, "--store", str(tmp / "warm")], env, tmp)
 
-    imports = min(
-        timed([sys.executable, "-c", "import torch, prefect, duckdb, zarr"], env, tmp)
+    imports, import_cpu = min(
+        (timed([sys.executable, "-c", "import torch, prefect, duckdb, zarr"], env, tmp), timed.cpu)
         for _ in range(3)
     )
-    print(f"import torch, prefect, duckdb, zarr: {imports:.2f} s (best of 3)")
+    print(
+        f"import torch, prefect, duckdb, zarr: {imports:.2f} s, {import_cpu:.1f} CPU s "
+        f"(best of 3); {load()}"
+    )
     out = tmp / "reference"
     out.mkdir()
     loop = timed([sys.executable, "-c", LOOP, str(file), str(out), str(BUILTIN_MODEL)], env, tmp)
     rate = 60 * args.prompts / loop
-    print(f"circuit-tracer loop: {args.prompts} prompts in {loop:.1f} s = {rate:.0f} prompts/min")
+    print(
+        f"circuit-tracer loop: {args.prompts} prompts in {loop:.1f} s = {rate:.0f} prompts/min "
+        f"({timed.cpu:.1f} CPU s); {load()}"
+    )
 
     modes = [("temporary server", None)] + ([("running server", "server")] if args.server else [])
     for label, mode in modes:
@@ -146,24 +169,28 @@ def main() -> None:
                 assert got["events"] == 7 * args.prompts, got
                 ours = 60 * args.prompts / wall
                 print(
-                    f"circuitflow sweep, {label}, {workers} worker(s): {wall:.1f} s = "
-                    f"{ours:.0f} prompts/min; ratio to the loop {ours / rate:.2f}"
+                    f"circuitflow sweep, {label}, {workers} worker(s): {wall:.1f} s "
+                    f"({timed.cpu:.1f} CPU s) = "
+                    f"{ours:.0f} prompts/min; ratio to the loop {ours / rate:.2f}; {load()}"
                 )
             change = [*cli, "attribute", SEED, "--store", str(store), "--node-threshold", "0.6"]
-            walls = [
-                timed([*change[:-1], str(0.6 - 0.01 * i), "--json"], env, tmp)
-                for i in range(args.repeat)
-            ]
+            walls, cpus = [], []
+            for i in range(args.repeat):
+                walls.append(timed([*change[:-1], str(0.6 - 0.01 * i), "--json"], env, tmp))
+                cpus.append(timed.cpu)
             wall = statistics.median(walls)
             print(
-                f"threshold change, {label}: {wall:.2f} s (median of {len(walls)}) = "
-                f"{wall / imports:.2f} x the imports"
+                f"threshold change, {label}: {wall:.2f} s, {statistics.median(cpus):.1f} CPU s "
+                f"(medians of {len(walls)}) = {wall / imports:.2f} x the imports "
+                f"({statistics.median(cpus) / import_cpu:.2f} x in CPU); {load()}"
             )
         finally:
             if server:
                 os.killpg(server.pid, 15)
                 server.wait(timeout=30)
 
+    if args.no_grid:
+        return
     grid = tmp / "grid.yaml"
     grid.write_text(
         json.dumps({"prompts_file": "prompts.txt", "grid": {"node_threshold": [0.8, 0.6, 0.4]}})
@@ -183,7 +210,7 @@ def main() -> None:
     counts = sorted({row["n"] for row in per_prompt})
     print(
         f"grid of 3 thresholds x {args.prompts} prompts on 2 workers: {wall:.1f} s; rows "
-        f"computed per prompt: {counts} ({len(per_prompt)} prompts)"
+        f"computed per prompt: {counts} ({len(per_prompt)} prompts); {load()}"
     )
 
 

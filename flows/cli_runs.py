@@ -53,17 +53,21 @@ def check_sweep_file(file: str, params, transcoders: str | None):
         raise click.UsageError(str(error)) from None
 
 
-def preload(setup, items: list, model: str | None) -> None:
+def sweep_models(setup, items: list, model: str | None) -> list:
+    """The (setup, dtype) pairs whose models a sweep's runs load."""
+    from circuitflow.tasks.runtime import Setup
+
+    setups = {Setup.resolve(model, i.transcoders, setup.store, setup.device) for i in items}
+    return sorted({(s, i.request.params.dtype) for s in setups for i in items}, key=str)
+
+
+def preload(models: list) -> None:
     """Load the sweep's models in a background thread (the first stage needing one waits)."""
     import threading
 
-    from circuitflow.tasks.runtime import Setup, loaded
+    from circuitflow.tasks.runtime import loaded
 
-    setups = {Setup.resolve(model, i.transcoders, setup.store, setup.device) for i in items}
-    dtypes = {i.request.params.dtype for i in items}
-    threading.Thread(
-        target=lambda: [loaded(s, d) for s in setups for d in dtypes], daemon=True
-    ).start()
+    threading.Thread(target=lambda: [loaded(s, d) for s, d in models], daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -308,39 +312,39 @@ def sweep(
       circuitflow sweep configs/sweeps/capitals.yaml --workers 2
     """
     configure(kwargs["verbose"])
-    from circuitflow.flows.settings import quiet_flows, start_server_early
+    from circuitflow.flows.cluster import WarmCluster
+    from circuitflow.flows.settings import start_server_early
 
     server_up = start_server_early()
-    from circuitflow.flows.sweep import dask_runner
-    from circuitflow.flows.sweep import sweep as sweep_flow
+    with contextlib.ExitStack() as stack:
+        # A local cluster starts now, while the Prefect server starts and this process imports.
+        # (Without --workers, how many depends on the GPUs: it starts once that is known.)
+        cluster = None
+        if not dask_address and workers and workers > 1:
+            cluster = stack.enter_context(WarmCluster(workers))
+        from circuitflow.flows.sweep import dask_runner
+        from circuitflow.flows.sweep import sweep as sweep_flow
 
-    params = params_from(kwargs)
-    setup = resolve_setup(
-        kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
-    )
-    items, file_model = check_sweep_file(file, params, kwargs["transcoders"])
-    workers = workers or default_workers(setup.device)
-    in_process = workers == 1 and not dask_address
-    if in_process:  # load the model while the Prefect server starts
-        preload(setup, items, kwargs["model"] and setup.model or file_model)
-    flow = (
-        sweep_flow
-        if in_process
-        else sweep_flow.with_options(task_runner=dask_runner(workers, dask_address))
-    )
-    server_up()
-    with quiet_flows(), store_errors():
-        outcomes = flow(
-            file=str(Path(file).resolve()),
-            model=kwargs["model"] and setup.model,
-            transcoders=kwargs["transcoders"],
-            store=setup.store,
-            params=params.to_dict(),
-            device=setup.device,
-            show_progress=not as_json,
-            workers=workers,
-            in_process=in_process,
+        params = params_from(kwargs)
+        setup = resolve_setup(
+            kwargs["model"], kwargs["transcoders"], kwargs["store_url"], kwargs["device"]
         )
+        items, file_model = check_sweep_file(file, params, kwargs["transcoders"])
+        workers = workers or default_workers(setup.device)
+        in_process = workers == 1 and not dask_address
+        models = sweep_models(setup, items, kwargs["model"] and setup.model or file_model)
+        if in_process:  # load the model while the Prefect server starts
+            preload(models)
+            flow = sweep_flow
+        else:
+            if cluster is None and not dask_address:
+                cluster = stack.enter_context(WarmCluster(workers))
+            if cluster is not None:
+                cluster.warm(models)
+            address = dask_address or cluster.address
+            flow = sweep_flow.with_options(task_runner=dask_runner(workers, address))
+        server_up()
+        outcomes = run_sweep(flow, file, setup, kwargs, params, as_json, workers, in_process)
     if as_json:
         click.echo(json.dumps(outcomes, indent=2))
         return
@@ -354,6 +358,24 @@ def sweep(
     for o in failed:
         prompt = o["prompt"] if len(o["prompt"]) <= 60 else o["prompt"][:60] + "..."
         console.print(f"[red]failed[/red] {prompt!r}: {o['error']}", highlight=False)
+
+
+def run_sweep(flow, file, setup, kwargs, params, as_json, workers, in_process) -> list[dict]:
+    """The sweep flow's outcomes (one dict a run)."""
+    from circuitflow.flows.settings import quiet_flows
+
+    with quiet_flows(), store_errors():
+        return flow(
+            file=str(Path(file).resolve()),
+            model=kwargs["model"] and setup.model,
+            transcoders=kwargs["transcoders"],
+            store=setup.store,
+            params=params.to_dict(),
+            device=setup.device,
+            show_progress=not as_json,
+            workers=workers,
+            in_process=in_process,
+        )
 
 
 # ------------------------------------------------------------------------------------ reprune

@@ -7,10 +7,11 @@ Every run is a Prefect flow run, so every run command needs a Prefect API. In or
 2. a server started with `circuitflow server start`, if it is up (it records its address in
    `~/.cache/circuitflow/server.json`): nothing to start, so a cached threshold change costs
    about the imports alone;
-3. otherwise Prefect's temporary server, started in a background thread while the command
-   imports PyTorch, and stopped when the command ends. It costs seconds (measured in
-   benchmarks/RESULTS.md) and keeps its database in ./.circuitflow/prefect.db; only this
-   database is project-local, the user's Prefect home and profiles are left alone.
+3. otherwise Prefect's temporary server, started as a subprocess before the command imports
+   Prefect and PyTorch (`flows.temporary_server`), and stopped when the command ends. It costs
+   seconds (measured in benchmarks/RESULTS.md) and keeps its database in
+   ./.circuitflow/prefect.db; only this database is project-local, the user's Prefect home and
+   profiles are left alone.
 
 The model hub is left online (only the built-in model, tests and CI are offline), and its
 download bars show. Besides: no telemetry, logs at warning level unless asked, no flow
@@ -24,7 +25,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,24 +106,22 @@ def running_server() -> str | None:
 
 
 def start_server_early() -> Callable[[], None]:
-    """Start Prefect's temporary server now, in a thread, when no API is configured.
+    """Start Prefect's temporary server now, when no API is configured (see
+    `flows.temporary_server`), and name it in PREFECT_API_URL.
 
     It takes seconds to boot, and so does importing PyTorch and TransformerLens: doing both at
-    once saves the shorter of the two. Returns a function that waits until it is up; call it
-    before the first flow runs. With an API configured (or a circuitflow server running),
-    nothing starts.
+    once saves the shorter of the two. Call this before Prefect is imported. Returns a function
+    that waits until it is up; call it before the first flow runs. With an API configured (or
+    a circuitflow server running), nothing starts.
     """
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
+    if user_api_url():
         return lambda: None
-    from prefect.server.api.server import SubprocessASGIServer
+    from circuitflow.flows.temporary_server import TemporaryServer
 
-    server = SubprocessASGIServer()
+    server = TemporaryServer()
     _started.append(server)
-    thread = threading.Thread(target=server.start, daemon=True)
-    thread.start()
-    return thread.join
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server.wait
 
 
 _started: list = []  # temporary servers this process started (and so stops)
@@ -131,15 +129,24 @@ _started: list = []  # temporary servers this process started (and so stops)
 
 @contextlib.contextmanager
 def quiet_flows() -> Iterator[None]:
-    """No heartbeat thread, no tracebacks from the temporary server's shutdown, and the
-    temporary server stopped at the end (not left to an exit handler that a hung thread can
-    keep from running)."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    """No heartbeat thread, the temporary server's address for Dask workers, no tracebacks from
+    its shutdown, and the temporary server stopped at the end (not left to an exit handler
+    that a hung thread can keep from running)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     # The temporary server logs spurious "Error flushing events" tracebacks while it stops.
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+    updates: dict = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if _started and _started[-1].up:
+        # Name the temporary server in the settings that travel with each task to Dask workers:
+        # a worker that finds no API URL starts a temporary server of its own (seconds each).
+        updates[PREFECT_API_URL] = _started[-1].api_url
     try:
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with temporary_settings(updates=updates):
             yield
     finally:
         stop_temporary_server()
@@ -148,4 +155,7 @@ def quiet_flows() -> Iterator[None]:
 def stop_temporary_server() -> None:
     """Stop the temporary server `start_server_early` started, if any."""
     while _started:
-        _started.pop().stop()
+        server = _started.pop()
+        server.stop()
+        if os.environ.get("PREFECT_API_URL") == server.api_url:
+            del os.environ["PREFECT_API_URL"]

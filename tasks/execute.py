@@ -47,7 +47,7 @@ from circuitflow.tasks.context import (
 from circuitflow.tasks.declare import Stage
 from circuitflow.tasks.pipeline import PIPELINE
 from circuitflow.tasks.progress import stage_event
-from circuitflow.tasks.runtime import Setup, identity
+from circuitflow.tasks.runtime import Setup, identity, loaded
 
 
 def stage_key_of(stage: Stage, run: RunContext) -> tuple[str, dict, dict]:
@@ -302,3 +302,21 @@ def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome
     outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
     recorder.flush(PIPELINE)
     return outcomes
+
+
+def warm_up(models: list[tuple[Setup, str]], threads: int) -> int:
+    """Make this process ready to run `attribute_runs_task`: `threads` torch threads, this
+    module (so the pipeline) imported and the models `(setup, dtype)` loaded. Sent to each Dask
+    worker as it starts, so that imports and loading overlap the Prefect server's start instead
+    of delaying the first batch. Returns this process's id."""
+    import contextlib
+    import os
+
+    import torch
+
+    torch.set_num_threads(threads)
+    for setup, dtype in models:
+        # A model that fails to load fails each run that needs it, which records the error.
+        with contextlib.suppress(OSError, ValueError):
+            loaded(setup, dtype)
+    return os.getpid()
