@@ -68,22 +68,42 @@ def configure(verbose: bool = False) -> None:
 
 
 def user_api_url() -> str | None:
-    """The Prefect API the user configured (environment, active profile, ./prefect.toml)."""
+    """The Prefect API the user configured, looked up where Prefect looks and in its order
+    (environment, ./.env, ./prefect.toml, ./pyproject.toml's [tool.prefect], the active
+    profile) without importing Prefect."""
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
+    if url := _dotenv_value(Path(".env"), "PREFECT_API_URL"):
+        return url
+    if url := _toml(Path("prefect.toml")).get("api", {}).get("url"):
+        return str(url)
+    prefect_table = _toml(Path("pyproject.toml")).get("tool", {}).get("prefect", {})
+    if url := prefect_table.get("api", {}).get("url"):
+        return str(url)
     home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = _toml(home / "profiles.toml")
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
+
+
+def _toml(path: Path) -> dict:
     try:
-        profiles = tomllib.loads((home / "profiles.toml").read_text())
-        active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
-        if url := profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"):
-            return str(url)
-    except (OSError, tomllib.TOMLDecodeError):
-        pass
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _dotenv_value(path: Path, name: str) -> str | None:
     try:
-        local = tomllib.loads(Path("prefect.toml").read_text())
-        return local.get("api", {}).get("url")
-    except (OSError, tomllib.TOMLDecodeError):
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
         return None
+    for line in lines:
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip("'\"") or None
+    return None
 
 
 def server_file() -> Path:
