@@ -50,7 +50,7 @@ def test_a_sweep_on_workers_shares_one_temporary_server(toy_model_dir, tmp_path)
     seen: set[int] = set()
     while sweep.poll() is None:
         seen |= servers_under(sweep.pid)
-        time.sleep(0.05)
+        time.sleep(0.25)  # a server lives for seconds at least; `ps` each time costs CPU
     out, err = sweep.communicate()
     assert sweep.returncode == 0, err[-3000:]
     assert len(seen) == 1, f"{len(seen)} Prefect servers started"
