@@ -397,6 +397,7 @@ class ObjectWriter:
             with writing_to(loc, f"object {stage}/{key}"):
                 os.makedirs(self.tmp_path)
         self._digests: dict[str, tuple[str, int]] = {}
+        self._made_dirs: set[str] = set()  # an object has a few dozen files in a few directories
         self._tensors: dict[str, dict[str, Any]] = {}
         self._tables: dict[str, dict[str, Any]] = {}
         self._files: dict[str, dict[str, Any]] = {}
@@ -417,7 +418,10 @@ class ObjectWriter:
         path = posixpath.join(self.tmp_path, rel)
         with writing_to(self.store.location, f"object {self.stage}/{self.key}"):
             if self.store.location.local:
-                os.makedirs(posixpath.dirname(path), exist_ok=True)
+                directory = posixpath.dirname(path)
+                if directory not in self._made_dirs:
+                    os.makedirs(directory, exist_ok=True)
+                    self._made_dirs.add(directory)
                 with open(path, "wb") as f:
                     f.write(data)
             else:
