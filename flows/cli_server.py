@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -46,10 +47,13 @@ def start(port: int) -> None:
     click.echo(f"Prefect server for circuitflow at {api_url} (database {DATABASE.resolve()})")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    child = subprocess.Popen([*command, "--port", str(port)], env=env)
+    # `kill PID` (a service manager, a job scheduler) must stop the server too, not orphan it.
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:
-        subprocess.run([*command, "--port", str(port)], env=env, check=False)
-    except KeyboardInterrupt:
-        pass
+        child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server as well: let it finish stopping
+        child.wait()
     finally:
         with_pid = json.loads(record.read_text()) if record.exists() else {}
         if with_pid.get("pid") == os.getpid():

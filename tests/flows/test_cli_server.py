@@ -69,6 +69,8 @@ def test_commands_reuse_a_running_server_and_respect_the_users_profile(tmp_path,
         assert done.returncode == 0, done.stderr[-2000:]
         assert len(flow_runs(api)) == 2
     finally:
-        os.killpg(server.pid, signal.SIGINT)
+        os.kill(server.pid, signal.SIGTERM)  # `kill PID`, to the command alone
         server.wait(timeout=60)
     assert not (tmp_path / "cache" / "server.json").exists()  # removed when the server stops
+    with pytest.raises(httpx.HTTPError):  # and the Prefect server it ran stopped with it
+        httpx.get(f"{api}/health", timeout=2)
