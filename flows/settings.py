@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,7 +135,7 @@ def start_server_early() -> Callable[[], None]:
     that waits until it is up; call it before the first flow runs. With an API configured (or
     a circuitflow server running), nothing starts.
     """
-    if user_api_url():
+    if user_api_url() or _api_in_prefect_context():
         return lambda: None
     from circuitflow.flows.temporary_server import TemporaryServer
 
@@ -145,6 +146,17 @@ def start_server_early() -> Callable[[], None]:
 
 
 _started: list = []  # temporary servers this process started (and so stops)
+
+
+def _api_in_prefect_context() -> str | None:
+    """An API set in this process's Prefect settings (a test harness, a caller's
+    `temporary_settings`): only when Prefect is imported already, so a command's start stays
+    free of that import."""
+    if "prefect.settings" not in sys.modules:
+        return None
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 @contextlib.contextmanager

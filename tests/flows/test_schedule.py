@@ -26,6 +26,9 @@ def prefect_server(tmp_path):
     port = free_port()
     env = os.environ | {
         "PREFECT_HOME": str(tmp_path / "server-home"),
+        # Its own database: the session's (conftest) also holds other tests' temporary servers'
+        # runs, which would show up among this server's flow runs.
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path}/server.db",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
