@@ -366,16 +366,23 @@ def run_sweep(flow, file, setup, kwargs, params, as_json, workers, in_process) -
 
     with quiet_flows(), store_errors():
         return flow(
-            file=str(Path(file).resolve()),
-            model=kwargs["model"] and setup.model,
-            transcoders=kwargs["transcoders"],
-            store=setup.store,
-            params=params.to_dict(),
-            device=setup.device,
-            show_progress=not as_json,
-            workers=workers,
-            in_process=in_process,
+            **sweep_parameters(file, setup, kwargs, params, workers, in_process, not as_json)
         )
+
+
+def sweep_parameters(file, setup, kwargs, params, workers, in_process, show_progress) -> dict:
+    """The sweep flow's parameters, for a run now (`sweep`) or a deployment (`schedule`)."""
+    return {
+        "file": str(Path(file).resolve()),
+        "model": kwargs["model"] and setup.model,
+        "transcoders": kwargs["transcoders"],
+        "store": setup.store,
+        "params": params.to_dict(),
+        "device": setup.device,
+        "show_progress": show_progress,
+        "workers": workers,
+        "in_process": in_process,
+    }
 
 
 # ------------------------------------------------------------------------------------ reprune
@@ -499,17 +506,7 @@ def schedule(
     flow.serve(
         name=name,
         cron=cron,
-        parameters={
-            "file": str(Path(file).resolve()),
-            "model": kwargs["model"] and setup.model,
-            "transcoders": kwargs["transcoders"],
-            "store": setup.store,
-            "params": params.to_dict(),
-            "device": setup.device,
-            "show_progress": False,
-            "workers": workers,
-            "in_process": in_process,
-        },
+        parameters=sweep_parameters(file, setup, kwargs, params, workers, in_process, False),
         print_starting_message=False,
     )
 
