@@ -213,6 +213,7 @@ class VerifyingStore(WrapperStore[Store]):
         return key in self.files
 
 
+CHUNK_SEPARATOR = "."
 GROUP_METADATA = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
 
 
@@ -236,7 +237,9 @@ def array_metadata(
         "shape": list(array.shape),
         "data_type": array.dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        # "c.0.0", not "c/0/0": a chunk is a file beside zarr.json, not three directories deep
+        # (directory creation dominated publishing a small run's few dozen files).
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": CHUNK_SEPARATOR}},
         "fill_value": _fill_value(array.dtype),
         "codecs": [
             {"name": "bytes", "configuration": {"endian": "little"}},
@@ -290,7 +293,7 @@ def encode_dense(
         where = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks, strict=True))
         return _encode_chunk(array[where], chunks, level)
 
-    keys = ["/".join(["c", *map(str, index)]) for index in indices]
+    keys = [CHUNK_SEPARATOR.join(["c", *map(str, index)]) for index in indices]
     if len(indices) == 1 or workers <= 1:
         blocks: Iterable[bytes] = map(encode, indices)
     else:

@@ -9,11 +9,13 @@ a key, so the memory can always be trusted; the store stays the source of truth.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import circuitflow.tasks.publishing as publishing
 from circuitflow.attribution import AttributionGraph, RunParams, assemble
 from circuitflow.store import Store, StoredObject, canonical_json
 from circuitflow.store.keys import sha256_hex
@@ -60,33 +62,39 @@ class StageOutput:
     identity: str
 
 
-# Records by (store root, stage, key): recently computed or read in this process.
+# Records by (store root, stage, key): recently computed or read in this process. A sweep's
+# publishing thread reads them too (the catalog entries), hence the lock.
 _recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_recent_lock = threading.Lock()
 RECENT_RECORDS = 12
 
 
 def forget_records() -> None:
     """Drop the in-memory records (as a new process would start)."""
-    _recent.clear()
+    with _recent_lock:
+        _recent.clear()
 
 
 def forget_graph(run: RunContext) -> None:
     """Drop the run's assembled graph from memory (the next `run.graph` assembles it again)."""
-    _recent.pop((run.store.root, "graph", run.outputs["rows"].key), None)
+    with _recent_lock:
+        _recent.pop((run.store.root, "graph", run.outputs["rows"].key), None)
 
 
 def remember(where: tuple[str, str, str], record: Any) -> Any:
-    _recent[where] = record
-    _recent.move_to_end(where)
-    while len(_recent) > RECENT_RECORDS:
-        _recent.popitem(last=False)
+    with _recent_lock:
+        _recent[where] = record
+        _recent.move_to_end(where)
+        while len(_recent) > RECENT_RECORDS:
+            _recent.popitem(last=False)
     return record
 
 
 def recall(where: tuple[str, str, str]) -> Any | None:
-    if where in _recent:
-        _recent.move_to_end(where)
-        return _recent[where]
+    with _recent_lock:
+        if where in _recent:
+            _recent.move_to_end(where)
+            return _recent[where]
     return None
 
 
@@ -144,7 +152,9 @@ class RunContext:
         return getattr(self.params, name)
 
     def object(self, stage: str) -> StoredObject:
-        return self.store.open(stage, self.outputs[stage].key)
+        key = self.outputs[stage].key
+        publishing.settle((self.store.root, stage, key))  # still being written in a sweep?
+        return self.store.open(stage, key)
 
     def record(self, stage: str) -> Any:
         """The record a stage of this run stored."""

@@ -23,6 +23,7 @@ error. It is the one driver for single prompts and sweeps; they differ only in `
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 import circuitflow.tasks.analysis as analysis
+import circuitflow.tasks.publishing as publishing
 from circuitflow.store import ObjectMissing, canonical_json, stage_key
 from circuitflow.store.objects import default_code_version
 from circuitflow.tasks.analysis_config import AnalysisConfig
@@ -62,13 +64,16 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
     """The stage's output from the store, or computed and published (see module docs)."""
     start = time.perf_counter()
     key, params, inputs = stage_key_of(stage, run)
+    publishing.settle((run.store.root, stage.name, key))
     stored = run.store.get(stage.name, key)
     if stored is None:
-        with run.store.computing(stage.name, key):
+        with contextlib.ExitStack() as held:
+            held.enter_context(run.store.computing(stage.name, key))
             stored = run.store.get(stage.name, key)  # published while we waited?
             if stored is None:
                 stage_event(stage.name, "computing")
-                meta = _compute_and_publish(stage, run, key, params, inputs)
+                record = analysis.compute(stage, run)
+                meta = publish_record(stage, run, record, key, params, inputs, held.pop_all())
                 name = meta[stage.identity] if stage.identity else key
                 seconds = time.perf_counter() - start
                 stage_event(stage.name, "computed", seconds)
@@ -79,27 +84,42 @@ def run_stage(stage: Stage, run: RunContext) -> StageOutput:
     return StageOutput(stage.name, key, "cached", time.perf_counter() - start, name)
 
 
-def _compute_and_publish(stage: Stage, run: RunContext, key: str, params: dict, inputs: dict):
-    """Compute the stage's record and publish it under `key`; returns its JSON metadata."""
-    record = analysis.compute(stage, run)
-    return publish_record(stage, run, record, key, params, inputs)
-
-
 def publish_record(
-    stage: Stage, run: RunContext, record, key: str, params: dict, inputs: dict
+    stage: Stage,
+    run: RunContext,
+    record,
+    key: str,
+    params: dict,
+    inputs: dict,
+    lock: contextlib.ExitStack | None = None,
 ) -> dict:
-    """Publish a stage's record under `key` (atomically); returns its JSON metadata."""
+    """Publish a stage's record under `key` (atomically); returns its JSON metadata.
+
+    The record is remembered for the stages after it at once; the object is written now, or
+    by the batch's publishing thread when there is one (`tasks.publishing`). `lock` (the key's
+    computing lock) is released once the object is published.
+    """
     tensors, meta, files = record.to_parts()
-    attrs = {"record": meta, "retention": stage.retention}
-    dims = dict(stage.dims)
-    with run.store.writer(
-        stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
-    ) as writer:
-        for name, tensor in tensors.items():
-            writer.put_tensor(name, tensor, dims=dims.get(name))
-        for name, data in files.items():
-            writer.put_file(name, data)
-    remember((run.store.root, stage.name, key), record)
+    where = (run.store.root, stage.name, key)
+    remember(where, record)
+
+    def write() -> None:
+        with lock or contextlib.nullcontext():
+            attrs = {"record": meta, "retention": stage.retention}
+            dims = dict(stage.dims)
+            with run.store.writer(
+                stage.name, key, version=stage.version, params=params, inputs=inputs, attrs=attrs
+            ) as writer:
+                for name, tensor in tensors.items():
+                    writer.put_tensor(name, tensor, dims=dims.get(name))
+                for name, data in files.items():
+                    writer.put_file(name, data)
+
+    publisher = publishing.active()
+    if publisher is None:
+        write()
+    else:
+        publisher.submit(write, where)
     return meta
 
 
@@ -242,8 +262,18 @@ def _run(
         outcome = RunOutcome(rid, request.prompt, "failed", False, message)
     else:
         run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
-        if not run.store.catalog.recorded(rid):
-            recorder.add(run, catalog_entries(run, time.perf_counter() - start), final=True)
+        seconds = time.perf_counter() - start
+
+        def record() -> None:
+            if not run.store.catalog.recorded(rid):
+                recorder.add(run, catalog_entries(run, seconds), final=True)
+
+        # After the run's objects: with a publishing thread, in its queue (see tasks.publishing).
+        publisher = publishing.active()
+        if publisher is None:
+            record()
+        else:
+            publisher.submit(record)
         cached = all(s.status == "cached" for s in stages)
         outcome = RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
     if own:
@@ -299,7 +329,8 @@ def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome
     """Several whole runs, one after the other, as one task (stages inline), recorded in the
     catalog as one batch when the last one ends."""
     recorder = Recorder()
-    outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
+    with publishing.publishing():
+        outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
     recorder.flush(PIPELINE)
     return outcomes
 

@@ -35,7 +35,7 @@ def _object_dir(root: str, stage: str) -> Path:
 
 def test_corrupted_chunk_is_quarantined_and_recomputed(seed_run) -> None:
     chunk = next(
-        p for p in _object_dir(seed_run.store, "rows").rglob("c/*") if p.is_file()
+        p for p in _object_dir(seed_run.store, "rows").rglob("c.*") if p.is_file()
     )  # a Zarr chunk of the edge matrix rows
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -90,10 +90,10 @@ def test_store_commands(filled: Store) -> None:
 
 
 def test_store_verify_reports_damage_and_fails(filled: Store) -> None:
-    chunk = next(p for p in (Path(filled.root) / "objects").rglob("c/1/0"))
+    chunk = next(p for p in (Path(filled.root) / "objects").rglob("c.1.0"))
     chunk.write_bytes(b"x" + chunk.read_bytes()[1:])
     code, out = invoke("store", "verify", "--store", filled.root)
-    assert code == 1 and "tensors/edges/c/1/0" in out and "1 problem" in out
+    assert code == 1 and "tensors/edges/c.1.0" in out and "1 problem" in out
     code, out = invoke("store", "verify", "--store", filled.root, "--quarantine")
     assert code == 1 and "moved to quarantine/rows/" in out
     code, out = invoke("store", "gc", "--store", filled.root, "--older-than", "0", "--apply")

@@ -110,7 +110,7 @@ def test_kill_9_mid_write_leaves_no_object_and_a_rerun_publishes(store: Store) -
     child = spawn_python(SLOW_WRITER, store.root, key, "0.5")
     tmp = Path(store.root) / "tmp"
     deadline = time.monotonic() + 30
-    while not list(tmp.glob("obj-*/tensors/part1/c")):  # mid-write: some tensors, not all
+    while not list(tmp.glob("obj-*/tensors/part1/c.*")):  # mid-write: some tensors, not all
         assert child.poll() is None, child.communicate()
         assert time.monotonic() < deadline, "the writer never started"
         time.sleep(0.02)
@@ -180,8 +180,8 @@ def test_concurrent_processes_publish_one_object_per_key(store: Store) -> None:
 
 
 def _chunk_files(store: Store, key: str) -> list[Path]:
-    chunks = Path(store.object_path("rows", key)) / "tensors" / "edges" / "c"
-    return sorted(p for p in chunks.rglob("*") if p.is_file())
+    chunks = Path(store.object_path("rows", key)) / "tensors" / "edges"
+    return sorted(chunks.glob("c.*"), key=lambda p: [int(i) for i in p.name.split(".")[1:]])
 
 
 def test_flipped_and_deleted_chunks_are_named_and_read_as_misses(
@@ -203,14 +203,14 @@ def test_flipped_and_deleted_chunks_are_named_and_read_as_misses(
 
     report = verify(store)
     named = {(p.where.split("/")[-1], p.file) for p in report.problems}
-    assert (flipped_key, "tensors/edges/c/1/0") in named
-    assert (deleted_key, "tensors/edges/c/2/0") in named
-    assert (checked_key, "tensors/edges/c/1/0") in named
+    assert (flipped_key, "tensors/edges/c.1.0") in named
+    assert (deleted_key, "tensors/edges/c.2.0") in named
+    assert (checked_key, "tensors/edges/c.1.0") in named
     assert len(report.problems) == 3
 
     # A flipped byte keeps the file size: the object opens, and reading the chunk fails.
     obj = store.get("rows", flipped_key)
-    with pytest.raises(ObjectCorrupted, match="c/1/0.*quarantine.*recomputed"):
+    with pytest.raises(ObjectCorrupted, match=r"c\.1\.0.*quarantine.*recomputed"):
         obj.tensor("edges")
     assert store.get("rows", flipped_key) is None
     # A missing file is caught when opening; verify=True catches flipped bytes up front.
@@ -296,7 +296,7 @@ def test_an_object_opens_as_a_lazy_verified_xarray_dataset(store: Store) -> None
     ours = obj.dataset()
     np.testing.assert_array_equal(ours["order"].values, obj.tensor("order"))
 
-    chunk = Path(obj.path) / "tensors" / "matrix" / "c" / "1" / "0"
+    chunk = Path(obj.path) / "tensors" / "matrix" / "c.1.0"
     data = bytearray(chunk.read_bytes())
     data[-1] ^= 0xFF
     chunk.write_bytes(bytes(data))
