@@ -103,15 +103,19 @@ def resolve_setup(model, transcoders, store_url, device=None, memory=None):
 
 WORKERS_HELP = (
     "Worker processes: 1 runs in this process, more start a local Dask cluster "
-    "[default: one per GPU with --device cuda, else 2]."
+    "[default: one per GPU with --device cuda; on CPU 2 with 4 or more cores, else 1]."
 )
 
 
-def default_workers(device: str) -> int:
-    """One worker per GPU on 'cuda' (each takes its own GPU), else 2."""
+def default_workers(device: str, cores: int | None = None) -> int:
+    """One worker per GPU on 'cuda' (each takes its own GPU). On CPU, 2 when there are cores
+    to share (4 or more); with fewer, the second process's imports, model and scheduler cost
+    more than it gains (measured on 2 cores: benchmarks/RESULTS.md, issue 10)."""
     from circuitflow.tasks.runtime import gpu_count
 
-    return gpu_count(device) or 2
+    if cores is None:
+        cores = os.cpu_count() or 1
+    return gpu_count(device) or (2 if cores >= 4 else 1)
 
 
 def slug_name(ctx, param, value):

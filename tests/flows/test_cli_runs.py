@@ -192,3 +192,11 @@ def test_max_memory_refuses_a_run_in_one_line(invoke, tmp_path):
     assert bad.exit_code == 2 and "memory size" in bad.output
     bad = invoke("attribute", "w5", "--max-feature-nodes", "many")
     assert bad.exit_code == 2 and "'all'" in bad.output
+
+
+def test_default_workers_share_only_cores_there_are():
+    from circuitflow.flows.cli_runs import default_workers
+
+    assert default_workers("cpu", cores=2) == 1  # one process: no cluster on a 2-core machine
+    assert default_workers("cpu", cores=4) == 2
+    assert default_workers("cpu", cores=64) == 2
