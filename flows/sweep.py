@@ -32,6 +32,7 @@ from circuitflow.attribution import RunParams
 from circuitflow.flows.sweep_files import expand
 from circuitflow.tasks import RunOutcome, RunRequest, Setup
 from circuitflow.tasks.execute import attribute_runs_task
+from circuitflow.tasks.publishing import publishing
 
 Run = tuple[Setup, RunRequest]
 
@@ -106,8 +107,11 @@ def sweep(
 def _results(batches: list[list[Run]], in_process: bool) -> Iterator[list[RunOutcome]]:
     """Each batch's outcomes as it finishes."""
     if in_process:
-        for batch in batches:
-            yield attribute_runs_task(batch)
+        # One publishing thread for every batch: a batch's objects and catalog entries are
+        # written while the next one computes; all of them are in place when the sweep ends.
+        with publishing():
+            for batch in batches:
+                yield attribute_runs_task(batch)
         return
     futures = [attribute_runs_task.submit(batch) for batch in batches]
     for future in as_completed(futures):

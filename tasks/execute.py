@@ -329,9 +329,10 @@ def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome
     """Several whole runs, one after the other, as one task (stages inline), recorded in the
     catalog as one batch when the last one ends."""
     recorder = Recorder()
-    with publishing.publishing():
+    with publishing.publishing() as publisher:
         outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
-    recorder.flush(PIPELINE)
+        # Queued after the batch's objects: the catalog never names one not yet published.
+        publisher.submit(lambda: recorder.flush(PIPELINE))
     return outcomes
 
 

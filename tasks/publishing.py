@@ -99,7 +99,14 @@ def active() -> Publisher | None:
 
 @contextlib.contextmanager
 def publishing() -> Iterator[Publisher]:
-    """Publish on a background thread inside the block; every object is published at its end."""
+    """Publish on a background thread inside the block; every object is published at its end.
+
+    A block inside another shares the outer one's thread and queue, and only the outermost
+    waits: an in-process sweep keeps computing its next batch while the last one lands."""
+    outer = _active.get()
+    if outer is not None:
+        yield outer
+        return
     publisher = Publisher()
     token = _active.set(publisher)
     try:

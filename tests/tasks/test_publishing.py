@@ -153,3 +153,15 @@ def test_a_failed_background_publish_fails_the_batch_and_records_nothing(setup, 
     assert store.query("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 0}]
     stages = {stage for stage, _, _ in store.iter_objects()}
     assert "rows" not in stages and "precompute" in stages  # what was published stays
+
+
+def test_an_inner_block_shares_the_outer_thread_and_only_the_outer_waits() -> None:
+    release = threading.Event()
+    landed: list[str] = []
+    with publishing() as outer:
+        with publishing() as inner:
+            assert inner is outer
+            inner.submit(lambda: (release.wait(5), landed.append("object")))
+        assert landed == []  # the inner block's end did not wait for its job
+        release.set()
+    assert landed == ["object"]  # the outer one's did
