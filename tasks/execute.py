@@ -257,8 +257,11 @@ def _run(
     except ValueError as error:  # bad prompt or settings: PromptError, TargetError, ...
         message = f"{type(error).__name__}: {error}"
         run = RunContext(setup, request, {}, pipeline, rid)
-        recorder.add(run, {"runs": [_run_row(run) | {"status": "failed", "error": message}]},
-                     final=False)  # fmt: skip
+        failed = [_run_row(run) | {"status": "failed", "error": message}]
+
+        def record() -> None:
+            recorder.add(run, {"runs": failed}, final=False)
+
         outcome = RunOutcome(rid, request.prompt, "failed", False, message)
     else:
         run = RunContext(setup, request, {s.stage: s for s in stages}, pipeline, rid)
@@ -268,16 +271,19 @@ def _run(
             if not run.store.catalog.recorded(rid):
                 recorder.add(run, catalog_entries(run, seconds), final=True)
 
-        # After the run's objects: with a publishing thread, in its queue (see tasks.publishing).
-        publisher = publishing.active()
-        if publisher is None:
-            record()
-        else:
-            publisher.submit(record)
         cached = all(s.status == "cached" for s in stages)
         outcome = RunOutcome(rid, request.prompt, "ok", cached, stages=stages)
-    if own:
-        recorder.flush(pipeline)
+    # The entries go after the run's objects: with a publishing thread, into its queue (which
+    # also keeps every change to a batch's recorder on that one thread).
+    publisher = publishing.active()
+    if publisher is None or own:
+        if publisher is not None:
+            publisher.drain()
+        record()
+        if own:
+            recorder.flush(pipeline)
+    else:
+        publisher.submit(record)
     return outcome
 
 
