@@ -113,10 +113,12 @@ def publishing() -> Iterator[Publisher]:
         yield publisher
         publisher.drain()
     finally:
-        _active.reset(token)
         with contextlib.suppress(BaseException):
             publisher.drain()  # a failed block still lets the objects in flight land
         publisher.close()
+        # A sweep's generator closed by the garbage collector may end in another context.
+        with contextlib.suppress(ValueError):
+            _active.reset(token)
 
 
 def settle(where: Where) -> None:
