@@ -33,7 +33,7 @@ The activation is JumpReLU where thresholds exist; otherwise `activation` in con
 (`relu`, or `topk` with `k`), as for the directory layout.
 
 Nothing here builds a `Transcoders`: `read_listed` returns the tensors, and `transcoders.py`
-assembles them, so this module imports nothing of ours but the hub helper.
+assembles them, so this module imports nothing of ours but the hub helper and `safetensors_io`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import torch
+
+from circuitflow.attribution.safetensors_io import read_tensors, tensor_shape
 
 LISTED = "transcoders"  # the config key holding the per-layer file list
 CROSS_LAYER = "cross_layer_transcoder"
@@ -218,20 +220,6 @@ def _safetensors_keys(path: Path) -> set[str]:
         raise FormatError(f"cannot read {path} as safetensors: {error}") from None
 
 
-def _read_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return {name: f.get_tensor(name) for name in names if name in f.keys()}
-
-
-def _shape(path: Path, name: str) -> list[int]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return list(f.get_slice(name).get_shape())
-
-
 def _require(present: set[str], path: Path, names: tuple[str, ...]) -> None:
     missing = [name for name in names if name not in present]
     if missing:
@@ -262,8 +250,8 @@ def _gemma_scope_2(path: Path, keys: set[str], cross_index: int | None, n_layers
     """A Gemma Scope 2 file: per-layer when `cross_index` is None, else layer `cross_index`
     of a cross-layer transcoder over `n_layers` layers."""
     _require(keys, path, ("w_enc", "w_dec", "b_enc", "b_dec", "threshold"))
-    tensors = _read_tensors(
-        path, ["w_enc", "b_enc", "b_dec", "threshold", "affine_skip_connection"]
+    tensors = read_tensors(
+        path, ["w_enc", "b_enc", "b_dec", "threshold", "affine_skip_connection"], error=FormatError
     )
     skip = tensors.get("affine_skip_connection")
     layer = {
@@ -274,7 +262,7 @@ def _gemma_scope_2(path: Path, keys: set[str], cross_index: int | None, n_layers
         # the file maps x to x @ affine; ours applies x @ W_skip.T
         "W_skip": None if skip is None else skip.T.contiguous(),
     }
-    shape = _shape(path, "w_dec")
+    shape = tensor_shape(path, "w_dec", FormatError)
     if cross_index is None:
         _check_layer(layer, path, shape)
         return layer | {"decoder_file": (str(path), "w_dec")}
@@ -295,7 +283,7 @@ def _gemma_scope_2(path: Path, keys: set[str], cross_index: int | None, n_layers
 def _circuit_tracer_layer(path: Path, keys: set[str]) -> dict:
     _require(keys, path, ("W_enc", "W_dec", "b_enc", "b_dec"))
     names = ["W_enc", "b_enc", "b_dec", "activation_function.threshold", "W_skip"]
-    tensors = _read_tensors(path, names)
+    tensors = read_tensors(path, names, error=FormatError)
     layer = {
         "W_enc": tensors["W_enc"],
         "b_enc": tensors["b_enc"],
@@ -303,7 +291,7 @@ def _circuit_tracer_layer(path: Path, keys: set[str]) -> dict:
         "threshold": tensors.get("activation_function.threshold"),
         "W_skip": tensors.get("W_skip"),
     }
-    _check_layer(layer, path, _shape(path, "W_dec"))
+    _check_layer(layer, path, tensor_shape(path, "W_dec", FormatError))
     return layer | {"decoder_file": (str(path), "W_dec")}
 
 

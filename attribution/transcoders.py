@@ -43,6 +43,8 @@ import torch
 import yaml
 from safetensors import safe_open
 
+from circuitflow.attribution.safetensors_io import read_tensors, tensor_shape
+
 PER_LAYER = "transcoder_set"
 OFFLOADS = ("cpu", "disk")
 CROSS_LAYER = "cross_layer_transcoder"
@@ -414,24 +416,6 @@ def _activation_from_config(config: dict) -> Activation:
     return Activation(kind=kind, k=config.get("k"))
 
 
-def _open_tensors(path: Path, names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise TranscoderError(f"missing transcoder file {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys()) if names is None else [n for n in names if n in f.keys()]
-            return {k: f.get_tensor(k) for k in keys}
-    except Exception as error:
-        raise TranscoderError(f"cannot read {path}: {error}") from error
-
-
-def _tensor_shape(path: Path, name: str) -> list[int]:
-    with safe_open(str(path), framework="pt") as f:
-        if name not in f.keys():
-            raise TranscoderError(f"{path} lacks the tensor {name!r}")
-        return list(f.get_slice(name).get_shape())
-
-
 def _load_per_layer(directory: Path, activation: Activation, lazy: tuple, common: dict):
     lazy_decoder, lazy_encoder = lazy
     files = sorted(directory.glob("layer_*.safetensors"))
@@ -443,11 +427,16 @@ def _load_per_layer(directory: Path, activation: Activation, lazy: tuple, common
         path = directory / f"layer_{layer}.safetensors"
         names = ["b_enc", "b_dec", "activation_function.threshold", "W_skip"]
         names += [] if lazy_encoder else ["W_enc"]
-        tensors = _open_tensors(path, names + ([] if lazy_decoder else ["W_dec"]))
+        tensors = read_tensors(
+            path, names + ([] if lazy_decoder else ["W_dec"]), error=TranscoderError
+        )
         for key in ("b_enc", "b_dec"):
             if key not in tensors:
                 raise TranscoderError(f"{path} lacks the tensor {key!r}")
-        enc_shape, dec_shape = _tensor_shape(path, "W_enc"), _tensor_shape(path, "W_dec")
+        enc_shape, dec_shape = (
+            tensor_shape(path, "W_enc", TranscoderError),
+            tensor_shape(path, "W_dec", TranscoderError),
+        )
         if dec_shape != enc_shape:
             raise TranscoderError(f"{path}: W_dec has shape {dec_shape} but W_enc has {enc_shape}")
         tensors["shape"] = enc_shape
@@ -505,15 +494,17 @@ def _load_cross_layer(directory: Path, activation: Activation, lazy: tuple, comm
     for layer in range(n_layers):
         enc_path = directory / f"W_enc_{layer}.safetensors"
         names = [f"{key}_{layer}" for key in ("b_enc", "b_dec", "threshold", "W_skip")]
-        tensors = _open_tensors(enc_path, names + ([] if lazy_encoder else [f"W_enc_{layer}"]))
+        tensors = read_tensors(
+            enc_path, names + ([] if lazy_encoder else [f"W_enc_{layer}"]), error=TranscoderError
+        )
         for key in (f"b_enc_{layer}", f"b_dec_{layer}"):
             if key not in tensors:
                 raise TranscoderError(f"{enc_path} lacks {key!r}")
-        n_features, d_model = _tensor_shape(enc_path, f"W_enc_{layer}")
+        n_features, d_model = tensor_shape(enc_path, f"W_enc_{layer}", TranscoderError)
         enc.append(tensors)
         enc_files.append((str(enc_path), f"W_enc_{layer}"))
         dec_path = directory / f"W_dec_{layer}.safetensors"
-        shape = _tensor_shape(dec_path, f"W_dec_{layer}")
+        shape = tensor_shape(dec_path, f"W_dec_{layer}", TranscoderError)
         if shape != [n_features, n_layers - layer, d_model]:
             raise TranscoderError(
                 f"{dec_path}: W_dec_{layer} has shape {shape}, expected "
@@ -522,7 +513,7 @@ def _load_cross_layer(directory: Path, activation: Activation, lazy: tuple, comm
             )
         dec_files.append((str(dec_path), f"W_dec_{layer}"))
         if not lazy_decoder:
-            dec.append(_open_tensors(dec_path)[f"W_dec_{layer}"])
+            dec.append(read_tensors(dec_path, error=TranscoderError)[f"W_dec_{layer}"])
     has_threshold = f"threshold_{0}" in enc[0]
     if has_threshold and activation.kind == "relu":
         activation = Activation("jumprelu")
