@@ -81,10 +81,7 @@ def listed_files(directory: str | os.PathLike, config: dict | None = None) -> li
     has no `transcoders:` list (the weights then sit in the directory itself)."""
     directory = Path(directory)
     if config is None:
-        import yaml
-
-        config_path = directory / "config.yaml"
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+        config = _config_of(directory)
     if not isinstance(config, dict) or LISTED not in config:
         return None
     entries = config[LISTED]
@@ -93,6 +90,20 @@ def listed_files(directory: str | os.PathLike, config: dict | None = None) -> li
             f"{directory}/config.yaml: '{LISTED}' must be a non-empty list of files, one per layer"
         )
     return [_local_file(str(entry), directory) for entry in entries]
+
+
+def _config_of(directory: Path) -> dict | None:
+    """The directory's config.yaml, read (None without one)."""
+    import yaml
+
+    config_path = directory / "config.yaml"
+    if not config_path.is_file():
+        return None
+    try:
+        return yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as error:
+        problem = " ".join(str(error).split())  # one line: PyYAML's message spans several
+        raise FormatError(f"{config_path} is not valid YAML: {problem}") from None
 
 
 def _local_file(entry: str, directory: Path) -> Path:

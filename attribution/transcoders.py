@@ -399,7 +399,8 @@ def _read_config(directory: Path) -> dict:
     try:
         config = yaml.safe_load(config_path.read_text())
     except yaml.YAMLError as error:
-        raise TranscoderError(f"{config_path} is not valid YAML: {error}") from error
+        problem = " ".join(str(error).split())  # one line: PyYAML's message spans several
+        raise TranscoderError(f"{config_path} is not valid YAML: {problem}") from error
     if not isinstance(config, dict):
         raise TranscoderError(f"{config_path} must hold a mapping of settings")
     return config

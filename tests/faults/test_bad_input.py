@@ -97,6 +97,16 @@ def test_damaged_model_and_transcoder_directories_name_the_file(tmp_path: Path) 
         load_transcoders(plt)
 
 
+def test_a_transcoder_config_that_is_not_yaml_gets_one_line(tmp_path: Path) -> None:
+    transcoders = tmp_path / "transcoders"
+    shutil.copytree(BUILTIN_MODEL / "transcoders" / "plt", transcoders)
+    (transcoders / "config.yaml").write_text("model_kind: [per-layer\n")
+    done = _cli("attribute", "w1 w2", "-t", str(transcoders), "--store", str(tmp_path / "s"))
+    line = _one_line_error(done, "config.yaml is not valid YAML")
+    assert str(transcoders) in line and "line 2" in line
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_a_very_long_prompt_is_not_repeated_in_its_error() -> None:
     model = load_model(BUILTIN_MODEL)
     for prompt in ("x" * 120_000, "The " * 30_000):
