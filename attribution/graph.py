@@ -131,11 +131,20 @@ class AttributionGraph(Record):
 
     def nodes(self) -> list[Node]:
         """Every node, in matrix order."""
-        return [self.node(index) for index in range(self.n_nodes)]
+        return list(self._nodes)
 
     def node_ids(self) -> list[str]:
         """Stable string ids, in node order, in the field's convention (see `node_id`)."""
-        return [node_id(node) for node in self.nodes()]
+        return list(self._node_ids)
+
+    # A run's catalog entries and graph document each walk every node: build them once.
+    @cached_property
+    def _nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(index) for index in range(self.n_nodes))
+
+    @cached_property
+    def _node_ids(self) -> tuple[str, ...]:
+        return tuple(node_id(node) for node in self._nodes)
 
     def token(self, pos: int) -> str | None:
         """The decoded prompt token at `pos` (None when the graph carries no strings)."""

@@ -135,7 +135,7 @@ def main() -> None:
         "CIRCUITFLOW_CACHE_DIR": str(tmp / "cache"),
         "PYTHONPATH": str(REPO),
     }
-    cli = [sys.executable, "-m", "circuitflow.flows.cli"]
+    cli = [sys.executable, "-m", "circuitflow.flows"]  # what the `circuitflow` script runs
     # The temporary server's database is created on first use (once per project): not timed.
     timed([*cli, "attribute", SEED, "--store", str(tmp / "warm")], env, tmp)
 

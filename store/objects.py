@@ -527,7 +527,8 @@ class ObjectWriter:
         if self.published is not None:
             return self.published
         manifest = self.manifest()
-        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        # Not indented: indented JSON takes Python's pure-Python encoder (4x the time, here).
+        data = json.dumps(manifest, sort_keys=True).encode()
         with writing_to(self.store.location, f"object {self.stage}/{self.key}"):
             if self.store.location.local:
                 self._publish_local(data)

@@ -255,7 +255,7 @@ def array_metadata(
                 f"{list(dimension_names)}"
             )
         meta["dimension_names"] = list(dimension_names)
-    return json.dumps(meta, indent=1).encode()
+    return json.dumps(meta).encode()
 
 
 def _encode_chunk(block: np.ndarray, chunks: tuple[int, ...], level: int) -> bytes:
@@ -313,7 +313,7 @@ def encode_sparse(
         "node_type": "group",
         "attributes": {DTYPE_ATTR: coo.dtype, KIND_ATTR: "coo", "shape": list(coo.shape)},
     }
-    yield f"{path}/zarr.json", json.dumps(group, indent=1).encode()
+    yield f"{path}/zarr.json", json.dumps(group).encode()
     yield from encode_dense(
         f"{path}/indices", coo.indices, "int64", level=level, dimension_names=(f"{name}_axis", nnz)
     )

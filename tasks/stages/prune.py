@@ -100,17 +100,17 @@ def edge_entries(run: RunContext) -> list[dict]:
 
 def trace_entries(run: RunContext) -> list[dict]:
     phases = (("node", run.record("influence").trace), ("edge", run.record("prune").edge_trace))
-    return [
-        {
-            "phase": phase,
-            "iteration": step,
-            "l1": float(term.abs().sum()),
-            "max": float(term.abs().max()) if term.numel() else 0.0,
-            "nnz": int((term != 0).sum()),
-        }
-        for phase, trace in phases
-        for step, term in enumerate(trace)
-    ]
+    entries = []
+    for phase, trace in phases:  # trace: (n_steps, N), one row per step
+        magnitude = trace.abs()
+        l1 = magnitude.sum(dim=1).tolist()
+        largest = magnitude.amax(dim=1).tolist() if trace.shape[1] else [0.0] * len(trace)
+        nnz = (trace != 0).sum(dim=1).tolist()
+        entries += [
+            {"phase": phase, "iteration": step, "l1": l1[step], "max": largest[step], "nnz": n}
+            for step, n in enumerate(nnz)
+        ]
+    return entries
 
 
 def _n_nodes_kept(run: RunContext) -> int:
