@@ -1,6 +1,9 @@
 """Devices and precision of a run's setup: which device, which GPU a sweep worker takes, and
 what the precision changes (keys, and the graph within a rounding tolerance)."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -9,7 +12,7 @@ from circuitflow.tasks import RunRequest, Setup
 from circuitflow.tasks.context import RunContext
 from circuitflow.tasks.execute import execute_run
 from circuitflow.tasks.recorded import open_run
-from circuitflow.tasks.runtime import loaded, process_device, resolve_device
+from circuitflow.tasks.runtime import _worker_name, loaded, process_device, resolve_device
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -40,6 +43,20 @@ def test_each_sweep_worker_takes_the_gpu_of_its_number() -> None:
     assert process_device("cuda", 1, 1) == "cuda"  # one GPU: nothing to spread
     assert process_device("cuda:2", 0, 4) == "cuda:2"  # the user chose a GPU
     assert process_device("cpu", 1, 4) == "cpu"
+
+
+def test_a_process_knows_its_dask_worker_name_without_importing_dask_outside_one() -> None:
+    check = (
+        "import sys; from circuitflow.tasks.runtime import _worker_name; "
+        "assert _worker_name() is None; assert 'distributed' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        name = client.submit(_worker_name, pure=False).result()
+    assert name == 0
 
 
 def test_a_setup_names_its_resolved_device(toy_model_dir, tmp_path) -> None:
