@@ -38,6 +38,11 @@ class TemporaryServer:
         # What Prefect sets for its own temporary server: no UI, ephemeral services only.
         env |= {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
         env["PREFECT__SERVER_FINAL"] = "1"
+        # Nor block types: registering them first imports every installed Prefect collection
+        # (prefect-dask, so Dask) to hash them, about 0.7 s of its 7 s start here. No run of
+        # ours needs a block, and `circuitflow server start` registers them in the same database.
+        env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "0"
+        env["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] = "0"
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory"]
         command += ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
