@@ -43,6 +43,8 @@ class TemporaryServer:
         # ours needs a block, and `circuitflow server start` registers them in the same database.
         env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "0"
         env["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] = "0"
+        # And no usage heartbeat to Prefect's servers from a server the user did not start.
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "0"
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory"]
         command += ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
