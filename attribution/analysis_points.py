@@ -161,27 +161,27 @@ DECLARED: tuple[Point, ...] = (
     Point(
         "rows_forward_end",
         "attribution.rows.compute_rows",
-        "after the linearised forward pass over batch_size copies of the prompt",
+        "after the linearised forward pass of the prompt (one copy: backward passes batch targets)",
         (
-            _v("batch_size", None, "int", "copies of the prompt: targets per backward pass"),
+            _v("batch_size", None, "int", "targets per backward pass"),
             _v(
                 "feature_inputs",
                 ("n_layers", "n_pos", "d_model"),
                 "float",
-                "copy 0 of the residual at each feature input site (all copies are equal)",
+                "the residual at each feature input site",
             ),
             _v(
                 "mlp_outputs",
                 ("n_layers", "n_pos", "d_model"),
                 "float",
-                "copy 0 of each MLP output site, where sources write",
+                "each MLP output site, where sources write",
             ),
-            _v("embed", ("n_pos", "d_model"), "float", "copy 0 of the embeddings (token sites)"),
+            _v("embed", ("n_pos", "d_model"), "float", "the embeddings (token sites)"),
             _v(
                 "final_residual",
                 ("n_pos", "d_model"),
                 "float",
-                "copy 0 of the final normalised residual, where logit targets read",
+                "the final normalised residual, where logit targets read",
             ),
         ),
         "ap_forward_pass_end",

@@ -8,9 +8,11 @@ A run's memory is a handful of dense arrays whose sizes follow from the shapes a
     error nodes        L x P x d: one error vector per (layer, position); small, but the error
                        *columns* of the edge matrix grow as L x P too
     source vectors     A x d: what each active feature writes (activation x decoder row)
-    activations        B x L x P x (c_d x d + c_p x heads x P): what the linearised forward pass
-                       of B copies of the prompt keeps for the backward passes (attention
-                       patterns grow with P^2 and dominate long prompts)
+    activations        L x P x (c_d x d + c_p x heads x P): what the linearised forward pass of
+                       the prompt keeps for the backward passes, plus B x (g_d x L x P x d +
+                       g_p x heads x P^2): a backward pass's B gradients at every output site
+                       and, one layer at a time, through attention (terms in P^2 dominate long
+                       prompts)
     edge matrix        rows x N with rows = logits + kept features, N = A + (L + 1) x P columns
                        (every active feature, then errors, then tokens), float32 while computed
     feature ranking    with a budget that cuts (kept < A): two more copies of the rows so far,
@@ -18,8 +20,8 @@ A run's memory is a handful of dense arrays whose sizes follow from the shapes a
     adjacency          (kept + (L + 1) x P + logits)^2 float32 for influence and pruning
 
 The phases of a run do not all hold everything at once: the estimate is the process's fixed
-cost plus the weights plus the largest phase (precompute, rows, graph). The constants c_d and
-c_p were measured (benchmarks/bench_memory.py, `tests/attribution/test_memory.py` keeps the
+cost plus the weights plus the largest phase (precompute, rows, graph). The constants c_d, c_p,
+g_d and g_p were measured (benchmarks/bench_memory.py, `tests/attribution/test_memory.py` keeps the
 estimate within a factor of 2 of a measured peak on two shapes).
 """
 
@@ -29,8 +31,10 @@ import re
 from dataclasses import dataclass, field
 
 RUNTIME_BYTES = 450 * 2**20  # Python, torch, TransformerLens and tokenizer, measured: ~450 MB RSS
-ACTIVATION_PER_D = 10  # (B, P, d) tensors per layer kept for the backward passes
-ACTIVATION_PER_HEAD_P = 2  # (B, heads, P, P) attention tensors per layer kept
+ACTIVATION_PER_D = 10  # (P, d) tensors per layer the forward pass keeps for the backward
+ACTIVATION_PER_HEAD_P = 2  # (heads, P, P) attention tensors per layer it keeps
+GRADIENT_PER_D = 2  # (B, P, d) gradient tensors per layer a backward pass holds
+GRADIENT_PER_HEAD_P = 2  # (B, heads, P, P) tensors of one layer's attention in a backward pass
 ADJACENCY_COPIES = 2  # the adjacency and the pruned copy influence reads
 WORKSPACE_BYTES = 100 * 2**20  # temporaries and allocator slack of a phase, measured: ~100 MB
 
@@ -114,10 +118,10 @@ def estimate(shape: RunShape) -> MemoryEstimate:
     }
     edge_matrix = (s.n_logits + s.n_kept) * s.n_columns * 4
     rows = {
-        "activations for the backward passes": s.batch_size
-        * L
-        * P
-        * (ACTIVATION_PER_D * d + ACTIVATION_PER_HEAD_P * s.n_heads * P)
+        "activations for the backward passes": (
+            L * P * (ACTIVATION_PER_D * d + ACTIVATION_PER_HEAD_P * s.n_heads * P)
+            + s.batch_size * P * (GRADIENT_PER_D * L * d + GRADIENT_PER_HEAD_P * s.n_heads * P)
+        )
         * b,
         "edge matrix": edge_matrix,
         "feature ranking": 2 * edge_matrix if s.n_kept < s.n_active else 0,

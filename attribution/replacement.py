@@ -46,7 +46,7 @@ class ModelMismatchError(ValueError):
 
 @dataclass
 class Sites:
-    """Tensors of one linearised forward pass, each (batch, n_pos, d_model), still in the graph.
+    """Tensors of one linearised forward pass, each (1, n_pos, d_model), still in the graph.
 
     inputs[l]:  the residual at layer l's feature input hook (where feature targets read)
     outputs[l]: layer l's MLP output after the skip-only gradient rewiring (where sources write)
@@ -167,15 +167,17 @@ class ReplacementModel:
             for p in params:
                 p.requires_grad_(True)
 
-    def linear_forward(self, tokens: torch.Tensor, batch: int, sites: Sites) -> None:
-        """Run `batch` copies of the prompt inside `linearized()`, filling in `sites.final`.
+    def linear_forward(self, tokens: torch.Tensor, sites: Sites) -> None:
+        """Run the prompt (n_pos,) once inside `linearized()`, filling in `sites.final`.
 
-        Each copy will carry one backward pass's target, so one backward pass yields `batch`
-        rows of the adjacency matrix.
+        One copy serves any number of targets: copies of the prompt would all be the same
+        forward pass, with the same Jacobian, so each backward pass pushes a batch of target
+        gradients through this one graph (`torch.autograd.grad(..., is_grads_batched=True)`,
+        vmapped over the batch) instead of one gradient through each of `batch` copies. The
+        forward costs one prompt's compute and memory, not `batch` prompts'.
         """
-        copies = tokens[None].expand(batch, -1).to(self.device)
-        resid = self.model(copies, stop_at_layer=self.n_layers)  # (batch, n_pos, d_model)
-        sites.final = self.model.ln_final(resid)
+        resid = self.model(tokens[None].to(self.device), stop_at_layer=self.n_layers)
+        sites.final = self.model.ln_final(resid)  # (1, n_pos, d_model)
 
 
 def bind_layer(fn: Callable[[torch.Tensor, Any, int], Any], layer: int) -> Callable:

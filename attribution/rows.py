@@ -9,8 +9,8 @@ feature's encoder row, a logit's demeaned unembedding column) as the gradient at
 and contract the gradients that arrive at every output site with the source vectors written there:
 feature activation x decoder row at its output layer(s), error vectors, token embeddings.
 
-The forward pass runs `batch_size` copies of the prompt, so each backward pass carries one target
-per copy and yields `batch_size` rows at once.
+The forward pass runs the prompt once; each backward pass carries up to `batch_size` target
+gradients through it at once (vmapped by autograd) and yields that many rows.
 
 Columns are all nodes in the order of DESIGN.md *before* the feature budget is applied: every
 active feature, then errors layer-major (n_active + layer * n_pos + pos), then tokens. Rows are
@@ -96,15 +96,13 @@ class _SourceVectors:
             vecs = torch.cat([e[2] for e in entries])
             self.blocks.append(_pad_by_position(cols, pos, vecs, n_pos))
 
-    def contract(
-        self, grads: dict[int, torch.Tensor], embed_grad: torch.Tensor, n: int
-    ) -> torch.Tensor:
-        """Edge weights of `n` rows from the gradients at the output sites -> (n, n_cols)."""
-        n_layers = len(self.blocks)
+    def contract(self, grads: dict[int, torch.Tensor], embed_grad: torch.Tensor) -> torch.Tensor:
+        """Edge weights of n rows from the gradients at the output sites, each (n, n_pos, d)
+        -> (n, n_cols)."""
+        n, n_layers = len(embed_grad), len(self.blocks)
         n_pos, n_active = self.n_pos, self.n_active
         out = torch.zeros(n, n_active + (n_layers + 1) * n_pos, device=embed_grad.device)
         for layer, grad in grads.items():
-            grad = grad[:n]  # (n, n_pos, d)
             block = self.blocks[layer]
             if block is not None:
                 padded, columns = block  # (n_pos, d, m), (n_pos, m)
@@ -114,7 +112,7 @@ class _SourceVectors:
             start = n_active + layer * n_pos
             out[:, start : start + n_pos] = torch.einsum("bpd,pd->bp", grad, self.errors[layer])
         start = n_active + n_layers * n_pos
-        out[:, start:] = torch.einsum("bpd,pd->bp", embed_grad[:n], self.tokens)
+        out[:, start:] = torch.einsum("bpd,pd->bp", embed_grad, self.tokens)
         return out
 
 
@@ -138,16 +136,20 @@ def _backward_rows(
     layers: torch.Tensor,  # (n,) layer of each target's input site; n_layers means the logits
     positions: torch.Tensor,  # (n,)
     vectors: torch.Tensor,  # (n, d) injected gradient
-    batch: int,
 ) -> torch.Tensor:
-    """One backward pass for up to `batch` targets -> their rows (n, n_cols)."""
+    """One backward pass for `n` targets -> their rows (n, n_cols).
+
+    Target i's gradient is its vector at its position of its input site, zero elsewhere; the
+    n gradients go through the one forward pass as a batch (`is_grads_batched`).
+    """
     n_layers = len(sites.inputs)
+    n = len(layers)
     outputs, grad_outputs = [], []
     for layer in layers.unique().tolist():
-        site = sites.final if layer == n_layers else sites.inputs[layer]
-        grad = torch.zeros_like(site)
+        site = sites.final if layer == n_layers else sites.inputs[layer]  # (1, n_pos, d)
+        grad = site.new_zeros((n, *site.shape))  # (n, 1, n_pos, d)
         pick = torch.nonzero(layers == layer).flatten()
-        grad[pick.to(grad.device), positions[pick].to(grad.device)] = vectors[pick].to(grad)
+        grad[pick.to(grad.device), 0, positions[pick].to(grad.device)] = vectors[pick].to(grad)
         outputs.append(site)
         grad_outputs.append(grad)
     # Sources write at outputs of layers strictly before the deepest target's input site.
@@ -155,10 +157,17 @@ def _backward_rows(
     wanted = [layer for layer in range(min(top, n_layers)) if sites.outputs[layer] is not None]
     inputs = [sites.outputs[layer] for layer in wanted] + [sites.embed]
     grads = torch.autograd.grad(
-        outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True, materialize_grads=True
+        outputs,
+        inputs,
+        grad_outputs,
+        retain_graph=True,
+        allow_unused=True,
+        materialize_grads=True,
+        is_grads_batched=True,
     )
+    grads = [g[:, 0] for g in grads]  # (n, n_pos, d) each
     by_layer = dict(zip(wanted, grads[:-1], strict=True))
-    return sources.contract(by_layer, grads[-1], len(layers))
+    return sources.contract(by_layer, grads[-1])
 
 
 def compute_rows(
@@ -190,7 +199,7 @@ def compute_rows(
     done = 0
 
     with replacement.linearized() as sites:
-        replacement.linear_forward(pre.tokens, batch_size, sites)
+        replacement.linear_forward(pre.tokens, sites)
         if analysis.wants("rows_forward_end"):
             analysis.fire(
                 "rows_forward_end",
@@ -203,7 +212,7 @@ def compute_rows(
 
         def run(layers, positions, vectors):
             nonlocal done
-            block = _backward_rows(sites, sources, layers, positions, vectors, batch_size)
+            block = _backward_rows(sites, sources, layers, positions, vectors)
             rows[done : done + len(layers)] = block.cpu()
             done += len(layers)
             if progress is not None:

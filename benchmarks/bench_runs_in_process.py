@@ -1,6 +1,7 @@
 """A run's cost in one process, without Prefect: what a sweep pays per prompt beyond start-up.
 
     python benchmarks/bench_runs_in_process.py [--prompts 80] [--threads 1] [--background]
+        [--batch-size 64]
 
 Loads the built-in model once, runs one prompt to warm up, then times `execute_run` over the
 next N prompts of the built-in world (every stage computed, objects published inline or, with
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=80)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--background", action="store_true", help="publish on a thread")
+    parser.add_argument("--batch-size", type=int, default=RunParams().batch_size)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -41,13 +43,14 @@ def main() -> None:
     store = tempfile.mkdtemp(prefix="bench-runs-")
     try:
         setup = Setup.resolve(None, None, store, "cpu")
-        loaded(setup, RunParams().dtype)
-        execute_run(setup, RunRequest(first, RunParams()))
+        params = RunParams(batch_size=args.batch_size)
+        loaded(setup, params.dtype)
+        execute_run(setup, RunRequest(first, params))
         recorder = Recorder()
         wall, cpu = time.perf_counter(), time.process_time()
         with publishing() if args.background else contextlib.nullcontext():
             for prompt in timed:
-                execute_run(setup, RunRequest(prompt, RunParams()), recorder=recorder)
+                execute_run(setup, RunRequest(prompt, params), recorder=recorder)
         recorder.flush(PIPELINE)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
@@ -56,7 +59,7 @@ def main() -> None:
     print(
         f"{n} runs: {1000 * wall / n:.1f} ms a run wall, {1000 * cpu / n:.1f} ms CPU "
         f"({args.threads} torch thread(s), {'background' if args.background else 'inline'} "
-        f"publishing); load {os.getloadavg()[0]:.2f}"
+        f"publishing, batch size {args.batch_size}); load {os.getloadavg()[0]:.2f}"
     )
 
 

@@ -53,14 +53,15 @@ print(json.dumps({"measured": measured, "estimated": predicted.total - sum(
 """
 
 SHAPES = {
-    # long prompt, large batch: the activations kept for the backward passes dominate
+    # long prompt, large batches (full ones: the budget is two of them): the forward pass's
+    # activations and the backward passes' gradients dominate
     "activations for the backward passes": dict(
         model=dict(n_layers=4, d_model=256, d_head=32, n_heads=8, d_mlp=512, d_vocab=64, n_ctx=256),
         F=1024,
         k=16,
         n_pos=256,
-        budget=16,
-        batch=16,
+        budget=256,
+        batch=128,
     ),
     # many active features, a budget that cuts: the edge matrix (rows x columns) and the copies
     # of it that ranking the features by estimated influence makes dominate
@@ -111,9 +112,9 @@ def test_the_estimate_grows_as_its_terms_say():
     base |= dict(max_feature_nodes=7500)
     short = estimate(RunShape(n_pos=16, n_active=16 * 12 * 32, **base))
     long = estimate(RunShape(n_pos=256, n_active=256 * 12 * 32, **base))
-    # the activations hold heads x P^2 attention values per layer and copy: 16x16 = 256 x more
+    # the activations hold heads x P^2 attention values per layer (and per gradient, in one
+    # layer of a backward pass): 16 x the positions, so more than 16 x the memory
     activations = "activations for the backward passes"
-    # 16 x the positions, and the attention part grows with P^2: more than 16 x
     assert long.phases["rows"][activations] > 20 * short.phases["rows"][activations]
     small_batch = estimate(RunShape(n_pos=256, n_active=256 * 12 * 32, batch_size=8, **base))
     assert small_batch.total < long.total
