@@ -12,7 +12,7 @@ from prefect import flow
 
 from circuitflow.tasks import RunOutcome, RunRequest, Setup, execute_run
 from circuitflow.tasks.analysis_config import AnalysisConfig
-from circuitflow.tasks.execute import as_task
+from circuitflow.tasks.prefect_tasks import as_task
 
 
 @flow(name="attribute-prompt", log_prints=False)

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from circuitflow.attribution import RunParams
 from circuitflow.flows.sweep_files import expand
 from circuitflow.tasks import RunOutcome, RunRequest, Setup
-from circuitflow.tasks.execute import attribute_runs_task
+from circuitflow.tasks.prefect_tasks import attribute_runs_task
 from circuitflow.tasks.publishing import publishing
 
 Run = tuple[Setup, RunRequest]

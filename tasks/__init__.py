@@ -10,8 +10,9 @@ Read in this order:
     context.py     RunContext: a run's settings and the records of its stages; run ids
     recorded.py    a recorded run opened by its id; `load_graph`: its graph back in Python
     imports.py     circuit-tracer graph files brought in as runs (`circuitflow import`)
-    execute.py     run_stage (any stage), the Prefect task, execute_run (the run driver),
-                   the run's catalog entries
+    execute.py     run_stage (any stage), execute_run (the run driver), the run's catalog
+                   entries, a sweep's batch of runs; plain Python, no Prefect
+    prefect_tasks.py  the same as Prefect tasks: a stage a task run, a sweep's batch a task run
     analysis*.py   analysis configs (YAML), functions attached while stages run, the
                    `analysis` table and objects where what they return is kept
     training.py    the steps of `circuitflow train-demo` as tasks

@@ -14,11 +14,14 @@ publishing it, and observes the stages it computes: `tasks.analysis`.)
 entries; bad input (an unknown word, a prompt too long) ends the run as "failed", recorded with its
 error. It is the one driver for single prompts and sweeps; they differ only in `call`:
 
-- `as_task`: each stage a Prefect task run of the current flow (shown as `Cached` when stored);
-  used for single prompts and re-pruning, so each stage shows in Prefect's UI.
-- `inline`: plain calls; sweeps run several whole runs in one Dask task, because each task run
-  handed to a worker has a fixed orchestration cost that would dwarf a small model's stages.
+- `inline`: plain calls; sweeps run several whole runs (`attribute_runs`) as one Prefect task,
+  because each task run has a fixed orchestration cost that would dwarf a small model's stages.
   Each stage is still looked up, computed only on a miss, and listed in `stage_events`.
+- `prefect_tasks.as_task`: each stage a Prefect task run of the current flow (shown as `Cached`
+  when stored); used for single prompts and re-pruning, so each stage shows in Prefect's UI.
+
+This module does not import Prefect (`prefect_tasks` holds the Prefect tasks): a sweep's compute
+process runs it without paying for that import.
 """
 
 from __future__ import annotations
@@ -28,10 +31,6 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
 
 import circuitflow.tasks.analysis as analysis
 import circuitflow.tasks.publishing as publishing
@@ -123,47 +122,11 @@ def publish_record(
     return meta
 
 
-# ------------------------------------------------------------------------------ Prefect task
-
-
-@task(name="stage", cache_policy=NO_CACHE)
-def stage_task(
-    stage: str,
-    setup: Setup,
-    request: RunRequest,
-    outputs: dict[str, StageOutput],
-    rid: str,
-    pipeline: list[Stage] | None = None,
-):
-    """Run one stage as a Prefect task; a stored stage ends in the `Cached` state.
-
-    `outputs` (the earlier stages' outputs) is a parameter so that Prefect draws the edges of
-    the run's task graph from it.
-    """
-    pipeline = PIPELINE if pipeline is None else pipeline
-    run = RunContext(setup, request, dict(outputs), pipeline, rid)
-    declared = next(s for s in pipeline if s.name == stage)
-    output = run_stage(declared, run)
-    if output.status == "cached":
-        return Completed(data=output, name="Cached", message=f"{stage} {output.key[:12]} stored")
-    return output
-
-
 Call = Callable[[Stage, RunContext], StageOutput]
 
 
 def inline(stage: Stage, run: RunContext) -> StageOutput:
     return run_stage(stage, run)
-
-
-def as_task(stage: Stage, run: RunContext) -> StageOutput:
-    pipeline = None if run.pipeline is PIPELINE else list(run.pipeline)
-    named = stage_task.with_options(name=stage.name, task_run_name=stage.name)
-    state = named(
-        stage.name, run.setup, run.request, dict(run.outputs), run.run_id, pipeline,
-        return_state=True,
-    )  # fmt: skip
-    return state.result()
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -330,10 +293,9 @@ def catalog_entries(run: RunContext, seconds: float) -> dict[str, list[dict]]:
 # ------------------------------------------------------------------------------ sweeps
 
 
-@task(name="attribute-runs", cache_policy=NO_CACHE)
-def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
-    """Several whole runs, one after the other, as one task (stages inline), recorded in the
-    catalog as one batch when the last one ends."""
+def attribute_runs(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome]:
+    """Several whole runs, one after the other (stages inline), recorded in the catalog as one
+    batch when the last one ends: a sweep's unit of work (`prefect_tasks.attribute_runs_task`)."""
     recorder = Recorder()
     with publishing.publishing() as publisher:
         outcomes = [execute_run(setup, request, recorder=recorder) for setup, request in runs]
@@ -343,7 +305,7 @@ def attribute_runs_task(runs: list[tuple[Setup, RunRequest]]) -> list[RunOutcome
 
 
 def warm_up(models: list[tuple[Setup, str]], threads: int) -> int:
-    """Make this process ready to run `attribute_runs_task`: `threads` torch threads, this
+    """Make this process ready to run `attribute_runs`: `threads` torch threads, this
     module (so the pipeline) imported and the models `(setup, dtype)` loaded. Sent to each Dask
     worker as it starts, so that imports and loading overlap the Prefect server's start instead
     of delaying the first batch. Returns this process's id."""

@@ -1,15 +1,15 @@
 """The generic stage runner and the run driver: keyed by inputs, served from the store."""
 
-import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from prefect import flow
 
 from circuitflow.tasks import PIPELINE, RunRequest, Setup
 from circuitflow.tasks.context import RunContext, forget_records
-from circuitflow.tasks.execute import as_task, execute_run, run_stage
+from circuitflow.tasks.execute import execute_run, run_stage
 
 TWO = PIPELINE[:2]  # tokenize, precompute
 
@@ -17,38 +17,6 @@ TWO = PIPELINE[:2]  # tokenize, precompute
 @pytest.fixture
 def setup(toy_model_dir, tmp_path):
     return Setup.resolve(str(toy_model_dir), "plt", str(tmp_path / "store"))
-
-
-@flow
-def two_stages(setup: Setup, prompt: str):
-    run = RunContext(setup, RunRequest(prompt), {}, PIPELINE)
-    states = []
-    for stage in TWO:
-        from circuitflow.tasks.execute import stage_task
-
-        named = stage_task.with_options(name=stage.name)
-        state = named(stage.name, setup, run.request, dict(run.outputs), run.run_id, None,
-                      return_state=True)  # fmt: skip
-        run.outputs[stage.name] = state.result()
-        states.append(state)
-    return states
-
-
-def test_cached_stage_is_a_cached_prefect_state_and_a_deleted_object_is_recomputed(
-    prefect_api, setup
-):
-    tok, pre = two_stages(setup, "w1 w2 w3")
-    assert tok.name == "Completed" and pre.result().status == "computed"
-    tok, pre = two_stages(setup, "w1 w2 w3")
-    assert tok.name == pre.name == "Cached"
-    assert pre.result().status == "cached"
-
-    run = RunContext(setup, RunRequest("w1 w2 w3"), {}, PIPELINE)
-    shutil.rmtree(run.store.open("precompute", pre.result().key).path)
-    forget_records()
-    _, again = two_stages(setup, "w1 w2 w3")
-    assert again.name == "Completed" and again.result().status == "computed"
-    assert again.result().key == pre.result().key  # same inputs, same key
 
 
 def test_manifest_records_stage_version_and_inputs(setup):
@@ -70,19 +38,6 @@ def test_texts_with_the_same_tokens_share_every_stage_after_tokenize(setup):
     status = {s.stage: s.status for s in second.stages}
     assert status.pop("tokenize") == "computed" and status.pop("export") == "computed"
     assert set(status.values()) == {"cached"}
-
-
-def test_the_inline_and_task_drivers_record_the_same_failure(prefect_api, setup, tmp_path):
-    inline = execute_run(setup, RunRequest("w1 zebra"))
-
-    @flow
-    def one(setup, request):
-        return execute_run(setup, request, call=as_task)
-
-    other = Setup.resolve(setup.model, "plt", str(tmp_path / "other"))
-    tasked = one(other, RunRequest("w1 zebra"))
-    assert inline.status == tasked.status == "failed"
-    assert inline.error == tasked.error and inline.error.startswith("PromptError: ")
 
 
 def test_an_evicted_stage_recomputes_when_a_run_needs_it(setup):
@@ -157,3 +112,14 @@ def test_every_stored_tensor_of_a_run_opens_in_xarray_with_its_named_dims(seed_r
             seen.update(variable.dims)
     assert {"pos", "layer", "active", "row", "source", "node", "step", "target"} <= seen
     assert not [d for d in seen if "_dim" in d]
+
+
+def test_the_pipeline_runs_without_importing_prefect():
+    # A sweep's compute process imports the pipeline on its own core while the command imports
+    # Prefect: that only pays while the pipeline leaves Prefect out.
+    code = (
+        "import sys, circuitflow.tasks.execute, circuitflow.tasks.publishing; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'distributed')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

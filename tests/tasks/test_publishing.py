@@ -14,7 +14,7 @@ from circuitflow.store import StoreError
 from circuitflow.store.objects import ObjectWriter
 from circuitflow.tasks import PIPELINE, RunRequest, Setup
 from circuitflow.tasks.context import RunContext, forget_records
-from circuitflow.tasks.execute import attribute_runs_task, execute_run, run_stage
+from circuitflow.tasks.execute import attribute_runs, execute_run, run_stage
 from circuitflow.tasks.publishing import Publisher, publishing
 from circuitflow.tasks.recorded import open_run
 
@@ -75,7 +75,7 @@ def _runs(setup: Setup) -> list[tuple[Setup, RunRequest]]:
 
 
 def test_a_batch_published_in_the_background_equals_one_published_inline(setup, tmp_path):
-    background = attribute_runs_task.fn(_runs(setup))
+    background = attribute_runs(_runs(setup))
     assert [o.status for o in background] == ["ok"] * 3
     shared = {s.stage: s.status for s in background[1].stages}
     assert shared["precompute"] == shared["rows"] == "cached"  # waited for, not recomputed
@@ -148,7 +148,7 @@ def test_a_failed_background_publish_fails_the_batch_and_records_nothing(setup, 
 
     monkeypatch.setattr(ObjectWriter, "publish", full_disk)
     with pytest.raises(StoreError, match="no space left"):
-        attribute_runs_task.fn(_runs(setup))
+        attribute_runs(_runs(setup))
     store = RunContext(setup, RunRequest("w1 w2 w3"), {}, PIPELINE).store
     assert store.query("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 0}]
     stages = {stage for stage, _, _ in store.iter_objects()}
