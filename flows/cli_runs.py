@@ -61,15 +61,6 @@ def sweep_models(setup, items: list, model: str | None) -> list:
     return sorted({(s, i.request.params.dtype) for s in setups for i in items}, key=str)
 
 
-def preload(models: list) -> None:
-    """Load the sweep's models in a background thread (the first stage needing one waits)."""
-    import threading
-
-    from circuitflow.tasks.runtime import loaded
-
-    threading.Thread(target=lambda: [loaded(s, d) for s, d in models], daemon=True).start()
-
-
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
     """A store that fails mid-run (disk full, say) ends the command with the store's one-line
@@ -317,15 +308,19 @@ def sweep(
     """
     configure(kwargs["verbose"])
     from circuitflow.flows.cluster import WarmCluster
+    from circuitflow.flows.compute_process import ComputeProcess, using
     from circuitflow.flows.settings import start_server_early
 
     server_up = start_server_early()
     with contextlib.ExitStack() as stack:
-        # A local cluster starts now, while the Prefect server starts and this process imports.
-        # (Without --workers, how many depends on the GPUs: it starts once that is known.)
-        cluster = None
+        # A local cluster, or one worker's compute process, starts now, while the Prefect
+        # server starts and this process imports. (Without --workers, how many depends on the
+        # GPUs: known once torch is imported; a guess of one worker is undone then.)
+        cluster = compute = None
         if not dask_address and workers and workers > 1:
             cluster = stack.enter_context(WarmCluster(workers))
+        elif not dask_address and (workers == 1 or (not workers and (os.cpu_count() or 1) < 4)):
+            compute = stack.enter_context(ComputeProcess())
         from circuitflow.flows.sweep import dask_runner
         from circuitflow.flows.sweep import sweep as sweep_flow
 
@@ -337,10 +332,14 @@ def sweep(
         workers = workers or default_workers(setup.device)
         in_process = workers == 1 and not dask_address
         models = sweep_models(setup, items, kwargs["model"] and setup.model or file_model)
-        if in_process:  # load the model while the Prefect server starts
-            preload(models)
+        if in_process:  # the model loads in the compute process while Prefect starts
+            compute = compute or stack.enter_context(ComputeProcess())
+            compute.warm(models)
+            stack.enter_context(using(compute))
             flow = sweep_flow
         else:
+            if compute is not None:
+                compute.close()
             if cluster is None and not dask_address:
                 cluster = stack.enter_context(WarmCluster(workers))
             if cluster is not None:

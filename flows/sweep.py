@@ -23,12 +23,14 @@ import itertools
 import time
 from collections.abc import Iterator
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from circuitflow.attribution import RunParams
+from circuitflow.flows import compute_process
 from circuitflow.flows.sweep_files import expand
 from circuitflow.tasks import RunOutcome, RunRequest, Setup
 from circuitflow.tasks.prefect_tasks import attribute_runs_task
@@ -104,8 +106,20 @@ def sweep(
     ]
 
 
+@task(name="attribute-runs", cache_policy=NO_CACHE)
+def attribute_runs_in_child(runs: list[Run]) -> list[RunOutcome]:
+    """`attribute_runs_task`'s runs, executed in the command's compute process."""
+    return compute_process.active().run(runs)
+
+
 def _results(batches: list[list[Run]], in_process: bool) -> Iterator[list[RunOutcome]]:
     """Each batch's outcomes as it finishes."""
+    if in_process and compute_process.active() is not None:
+        # The child publishes each batch while it computes the next; `finish` waits for all.
+        for batch in batches:
+            yield attribute_runs_in_child(batch)
+        compute_process.active().finish()
+        return
     if in_process:
         # One publishing thread for every batch: a batch's objects and catalog entries are
         # written while the next one computes; all of them are in place when the sweep ends.
