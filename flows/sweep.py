@@ -71,7 +71,8 @@ def sweep(
     """Run every prompt of `file` with every combination of its grid (see `sweep_files`).
 
     `params` is a RunParams as a dict (Prefect records flow parameters: they stay JSON-like).
-    `in_process` runs the batches here, one after another, instead of on the task runner.
+    `in_process` runs the batches one after another, instead of on the task runner: in the
+    command's compute process when it started one (`flows.compute_process`), else here.
     `device` is a resolved device name ('cuda': each Dask worker takes the GPU of its number).
     """
     items, file_model = expand(file, RunParams.from_dict(params or {}), transcoders)
