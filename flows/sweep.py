@@ -3,8 +3,9 @@
 Runs are grouped into batches, each one `attribute-runs` task that runs its runs' stages
 inline and records them in the catalog as one batch (see `tasks.execute`):
 
-- one worker: the batches run one after another in this process, which loads the model once;
-  there is no cluster to start;
+- one worker: the batches run one after another in the command's compute process
+  (`flows.compute_process`), which imports the pipeline and loads the model once, on another
+  core, while the command imports Prefect; there is no cluster to start;
 - several workers (or `--dask-address`): the batches go to a Dask task runner; each worker is a
   separate process with its own copy of the model (HookedTransformer is not thread-safe).
 
