@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from circuitflow.flows.settings import configure
 
@@ -24,7 +25,9 @@ from circuitflow.flows.output import (
     write_csv,
     write_json,
 )
-from circuitflow.store import QuerySession, Store, StoreError, maintenance
+
+if TYPE_CHECKING:
+    from circuitflow.store import Store
 
 store_option = click.option("--store", "store_url", metavar="URL", default=None, help=STORE_HELP)
 
@@ -56,6 +59,8 @@ def main() -> None:
 def open_store(url: str | None) -> Store:
     """The store at `url`, or a one-line error. Its tables are those its writers recorded, so
     these commands import neither torch nor the pipeline."""
+    from circuitflow.store import Store
+
     try:
         store = Store(url)
         found = store.fs.exists(store.root)
@@ -106,6 +111,8 @@ def query(sql: str, fmt: str, limit: int | None, store_url: str | None) -> None:
     Example:
       circuitflow query "SELECT prompt, n_nodes_kept, replacement_score FROM runs"
     """
+    from circuitflow.store import QuerySession, StoreError
+
     store = open_store(store_url)
     try:
         with QuerySession(store.catalog) as session:
@@ -151,6 +158,8 @@ def ls_cmd(limit: int, store_url: str | None) -> None:
 @store_option
 def du_cmd(store_url: str | None) -> None:
     """Sizes by stage, table, quarantine and tmp."""
+    from circuitflow.store import maintenance
+
     store = open_store(store_url)
     rows = maintenance.du(store)
     out = Table(title=f"usage of {store.location.url}", header_style="bold")
@@ -172,6 +181,8 @@ def du_cmd(store_url: str | None) -> None:
 @store_option
 def verify_cmd(quarantine: bool, store_url: str | None) -> None:
     """Re-hash every object file against its manifest; check every table file."""
+    from circuitflow.store import maintenance
+
     store = open_store(store_url)
     report = maintenance.verify(store, quarantine=quarantine)
     for problem in report.problems:
@@ -214,6 +225,8 @@ def gc_cmd(apply: bool, older_than: str, max_size: str | None, store_url: str | 
       circuitflow store gc --older-than 7d --apply
       circuitflow store gc --max-size 50GB --apply
     """
+    from circuitflow.store import maintenance
+
     store = open_store(store_url)
     limit = parse_size(max_size) if max_size else None
     report = maintenance.gc(
@@ -231,6 +244,8 @@ def gc_cmd(apply: bool, older_than: str, max_size: str | None, store_url: str | 
 @store_option
 def compact_cmd(store_url: str | None) -> None:
     """Merge small catalog batches into few (fewer files for every query to open)."""
+    from circuitflow.store import StoreError, maintenance
+
     store = open_store(store_url)
     try:
         done = maintenance.compact(store)

@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from circuitflow.store.keys import default_cache_dir
+from circuitflow.store.fs import default_cache_dir
 
 SERVER_FILE = "server.json"
 DATABASE = Path(".circuitflow", "prefect.db")

@@ -40,6 +40,14 @@ def default_root(root: str | os.PathLike[str] | None = None) -> str:
     return text if "://" in text else os.path.abspath(os.path.expanduser(text))
 
 
+def default_cache_dir() -> Path:
+    """$CIRCUITFLOW_CACHE_DIR, else $XDG_CACHE_HOME/circuitflow, else ~/.cache/circuitflow."""
+    if env := os.environ.get("CIRCUITFLOW_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "circuitflow"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

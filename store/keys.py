@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from circuitflow.store.fs import hash_file
+from circuitflow.store.fs import default_cache_dir, hash_file
 from circuitflow.store.tensors import to_storage
 
 KEY_LENGTH = 64
@@ -203,14 +203,6 @@ def transcoder_digest(
     if not files:
         raise ValueError(f"no transcoder files found in {source}")
     return sha256_hex(canonical_json({"kind": "transcoders", "files": files}))
-
-
-def default_cache_dir() -> Path:
-    """$CIRCUITFLOW_CACHE_DIR, else $XDG_CACHE_HOME/circuitflow, else ~/.cache/circuitflow."""
-    if env := os.environ.get("CIRCUITFLOW_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "circuitflow"
 
 
 class DigestCache:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,20 @@ def test_parse_duration() -> None:
         7200,
         604800,
     ]
+
+
+def test_the_command_line_starts_without_the_store_s_heavy_imports() -> None:
+    # A one-worker sweep starts its compute process from the command: everything the command
+    # line imports before that delays the first run (Zarr, PyArrow's dataset layer, DuckDB took
+    # 0.9 s of it). The store's names load when a command first uses them.
+    code = (
+        "import sys, circuitflow.flows.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'zarr', 'duckdb', 'torch'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    import circuitflow.store as store
+
+    assert store.Store.__module__ == "circuitflow.store.store"  # loaded on first use
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        store.Nothing  # noqa: B018
