@@ -99,14 +99,19 @@ WORKERS_HELP = (
 
 
 def default_workers(device: str, cores: int | None = None) -> int:
-    """One worker per GPU on 'cuda' (each takes its own GPU). On CPU, 2 when there are cores
-    to share (4 or more); with fewer, the second process's imports, model and scheduler cost
-    more than it gains (measured on 2 cores: benchmarks/RESULTS.md, issue 10)."""
+    """One worker per GPU on 'cuda' (each takes its own GPU), else `cpu_workers(cores)`."""
     from circuitflow.tasks.runtime import gpu_count
 
+    return gpu_count(device) or cpu_workers(cores)
+
+
+def cpu_workers(cores: int | None = None) -> int:
+    """Workers for a CPU sweep: 2 when there are cores to share (4 or more); with fewer, the
+    second process's imports, model and scheduler cost more than it gains (measured on 2 cores:
+    benchmarks/RESULTS.md, issue 10). Known without importing torch."""
     if cores is None:
         cores = os.cpu_count() or 1
-    return gpu_count(device) or (2 if cores >= 4 else 1)
+    return 2 if cores >= 4 else 1
 
 
 def slug_name(ctx, param, value):
@@ -319,7 +324,7 @@ def sweep(
         cluster = compute = None
         if not dask_address and workers and workers > 1:
             cluster = stack.enter_context(WarmCluster(workers))
-        elif not dask_address and (workers == 1 or (not workers and (os.cpu_count() or 1) < 4)):
+        elif not dask_address and (workers or cpu_workers()) == 1:
             compute = stack.enter_context(ComputeProcess())
         from circuitflow.flows.sweep import dask_runner
         from circuitflow.flows.sweep import sweep as sweep_flow
