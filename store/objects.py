@@ -4,8 +4,12 @@ An object lives at ``<root>/objects/<stage>/<key[:2]>/<key>/``::
 
     manifest.json          stage, key, version, params, inputs, code version, creation time,
                            tensor and table descriptions, and size + SHA-256 of every other file
-    tensors/<name>/...     one Zarr v3 array per dense tensor; a group (indices, values) per COO one
+    zarr.json, tensors/    a Zarr v3 group: one array per dense tensor (tensors/<name>/), a group
+                           (indices, values) per COO one
+    zarr.zip               instead of those, for a small object: the same files in one zip
+                           (see `store.packed`)
     tables/<name>.parquet  one Parquet file (zstd) per table
+    files/<name>           blobs (an exported graph JSON)
 
 Publishing. A writer fills ``<root>/tmp/obj-.../`` and, on a local filesystem, renames it to its
 final place in one ``os.rename``: readers see the whole object or nothing, and a killed writer
@@ -34,6 +38,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -48,6 +53,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from zarr.abc.store import Store
 from zarr.storage import FsspecStore
 
 from circuitflow.store.arrow import to_arrow_table
@@ -62,6 +68,7 @@ from circuitflow.store.fs import (
     writing_to,
 )
 from circuitflow.store.keys import check_key, check_name, normalize
+from circuitflow.store.packed import PACK_BYTES, PACKED, pack, unpacked_store
 from circuitflow.store.tensors import (
     GROUP_METADATA,
     IntegrityError,
@@ -78,7 +85,7 @@ from circuitflow.store.tensors import (
 log = logging.getLogger("circuitflow.store")
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: an object's Zarr files may be packed in zarr.zip
 
 
 @cache
@@ -152,8 +159,11 @@ class ObjectStore:
         inputs: Mapping[str, str] | None = None,
         code_version: str | None = None,
         attrs: Mapping[str, Any] | None = None,
+        pack_bytes: int = PACK_BYTES,
     ) -> ObjectWriter:
-        """Start writing the object for `key` (use as a context manager; see ObjectWriter)."""
+        """Start writing the object for `key` (use as a context manager; see ObjectWriter).
+
+        An object whose Zarr files total at most `pack_bytes` is packed in one zip."""
         return ObjectWriter(
             self,
             stage,
@@ -163,6 +173,7 @@ class ObjectStore:
             inputs=inputs or {},
             code_version=code_version or default_code_version(),
             attrs=attrs or {},
+            pack_bytes=pack_bytes,
         )
 
     def get(self, stage: str, key: str, *, verify: bool = False) -> StoredObject | None:
@@ -355,6 +366,10 @@ def hash_files(
 class ObjectWriter:
     """Collects an object's tensors and tables in a temporary directory, then publishes it.
 
+    The Zarr files of its tensors are held in memory while they total at most `pack_bytes`,
+    and written as one ``zarr.zip`` on publishing (`store.packed`); past that, they go to disk
+    as they come.
+
     ::
 
         with store.writer("rows", key, version=1, params=p, inputs=i) as w:
@@ -376,6 +391,7 @@ class ObjectWriter:
         inputs: Mapping[str, str],
         code_version: str,
         attrs: Mapping[str, Any],
+        pack_bytes: int = PACK_BYTES,
     ) -> None:
         self.store = store
         self.stage = check_name("stage", stage)
@@ -398,6 +414,9 @@ class ObjectWriter:
                 os.makedirs(self.tmp_path)
         self._digests: dict[str, tuple[str, int]] = {}
         self._made_dirs: set[str] = set()  # an object has a few dozen files in a few directories
+        self.pack_bytes = pack_bytes
+        self._packing: list[tuple[str, bytes]] | None = []  # None: too big, written as files
+        self._packing_size = 0
         self._tensors: dict[str, dict[str, Any]] = {}
         self._tables: dict[str, dict[str, Any]] = {}
         self._files: dict[str, dict[str, Any]] = {}
@@ -408,10 +427,14 @@ class ObjectWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.publish()
-        else:
+        if exc_type is not None:
             self.discard()
+            return
+        try:
+            self.publish()
+        except BaseException:  # a full disk while writing zarr.zip or the manifest
+            self.discard()
+            raise
 
     def _write(self, rel: str, data: bytes) -> None:
         """Write one file of the object into the temporary copy, recording its digest."""
@@ -430,9 +453,20 @@ class ObjectWriter:
 
     def _write_tensor_files(self, files: Iterable[tuple[str, bytes]]) -> None:
         if not self._tensors:  # the first tensor: the Zarr groups above it
-            self._write("zarr.json", GROUP_METADATA)
-            self._write("tensors/zarr.json", GROUP_METADATA)
+            groups = [("zarr.json", GROUP_METADATA), ("tensors/zarr.json", GROUP_METADATA)]
+            files = itertools.chain(groups, files)
         for rel, data in files:
+            if self._packing is not None and self._packing_size + len(data) <= self.pack_bytes:
+                self._packing.append((rel, data))
+                self._packing_size += len(data)
+            else:
+                self._unpack()
+                self._write(rel, data)
+
+    def _unpack(self) -> None:
+        """Too big to pack: the Zarr files held so far go to disk, and the rest as they come."""
+        held, self._packing = self._packing or [], None
+        for rel, data in held:
             self._write(rel, data)
 
     def _claim(self, name: str) -> str:
@@ -526,6 +560,9 @@ class ObjectWriter:
         """Make the object visible under its key, atomically; return the stored object."""
         if self.published is not None:
             return self.published
+        if self._packing:
+            self._write(PACKED, pack(self._packing))
+            self._packing = None
         manifest = self.manifest()
         # Not indented: indented JSON takes Python's pure-Python encoder (4x the time, here).
         data = json.dumps(manifest, sort_keys=True).encode()
@@ -593,6 +630,7 @@ class StoredObject:
         self.key = key
         self.path = path
         self.manifest = manifest
+        self._unpacked: Store | None = None  # a packed object's files, once read
 
     def __repr__(self) -> str:
         return f"StoredObject({self.stage}/{self.key[:12]}..., {len(self.files)} files)"
@@ -634,12 +672,27 @@ class StoredObject:
             rel = self.store.location.rel(self.path)
             raise self.store.corrupted(self.path, [Problem(rel, exc.file, exc.problem)]) from None
 
-    def _zarr(self) -> VerifyingStore:
+    def _zarr(self) -> Store:
+        """The object's Zarr files as a store, each file checked against the manifest."""
+        if PACKED in self.files:
+            if self._unpacked is None:
+                self._unpacked = unpacked_store(self._verified_file(PACKED))
+            return self._unpacked
         loc = self.store.location
         base = FsspecStore.from_url(
             loc.url_of(self.path), storage_options=dict(loc.storage_options), read_only=True
         )
         return VerifyingStore(base, self.files)
+
+    def _verified_file(self, rel: str) -> bytes:
+        """The bytes of one file of the object, checked against the manifest digest."""
+        try:
+            data = self.store.fs.cat_file(posixpath.join(self.path, rel))
+        except FileNotFoundError:
+            raise IntegrityError(rel, "file is missing") from None
+        if hashlib.sha256(data).hexdigest() != self.files.get(rel, {}).get("sha256"):
+            raise IntegrityError(rel, "contents do not match the manifest digest")
+        return data
 
     def tensor(self, name: str, rows: slice | None = None) -> np.ndarray:
         """A dense numpy array (raw unsigned bits for bfloat16/float8: see `tensors[name].dtype`).
@@ -661,8 +714,10 @@ class StoredObject:
         raises `IntegrityError` when its values are read.
 
         Without circuitflow, `xarray.open_zarr(<object dir>, group="tensors")` opens the same
-        arrays, unverified. Raw-bit tensors (bfloat16, float8) show as their unsigned integers;
-        sparse (COO) tensors are groups, which a Dataset leaves out.
+        arrays, unverified; for a packed object (``zarr.zip`` in its directory, see
+        `store.packed`), `xarray.open_zarr(zarr.storage.ZipStore(<object dir>/zarr.zip,
+        mode="r"), group="tensors")`. Raw-bit tensors (bfloat16, float8) show as their
+        unsigned integers; sparse (COO) tensors are groups, which a Dataset leaves out.
         """
         import xarray
 
@@ -692,14 +747,7 @@ class StoredObject:
     def table(self, name: str) -> pa.Table:
         rel = f"tables/{name}.parquet"
         with self._reading("table", name, self.manifest["tables"]):
-            try:
-                data = self.store.fs.cat_file(posixpath.join(self.path, rel))
-            except FileNotFoundError:
-                raise IntegrityError(rel, "file is missing") from None
-            expected = self.files.get(rel, {})
-            if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
-                raise IntegrityError(rel, "contents do not match the manifest digest")
-            return pq.read_table(pa.BufferReader(data))
+            return pq.read_table(pa.BufferReader(self._verified_file(rel)))
 
     @property
     def blobs(self) -> list[str]:
@@ -712,15 +760,8 @@ class StoredObject:
 
     def blob(self, name: str) -> bytes:
         """The named blob's bytes, checked against the manifest digest."""
-        rel = f"files/{name}"
         with self._reading("blob", name, self.manifest.get("blobs", {})):
-            try:
-                data = self.store.fs.cat_file(posixpath.join(self.path, rel))
-            except FileNotFoundError:
-                raise IntegrityError(rel, "file is missing") from None
-            if hashlib.sha256(data).hexdigest() != self.files.get(rel, {}).get("sha256"):
-                raise IntegrityError(rel, "contents do not match the manifest digest")
-            return data
+            return self._verified_file(f"files/{name}")
 
     def verify(self) -> list[Problem]:
         """Re-hash every file; an empty list means the object is intact."""

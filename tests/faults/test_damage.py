@@ -1,4 +1,4 @@
-"""Damage at rest: a corrupted Zarr chunk, a truncated catalog Parquet file and a deleted
+"""Damage at rest: a corrupted Zarr zip, a truncated catalog Parquet file and a deleted
 manifest are each found by `store verify`, quarantined, and rebuilt by the next run."""
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ def _object_dir(root: str, stage: str) -> Path:
     return found
 
 
-def test_corrupted_chunk_is_quarantined_and_recomputed(seed_run) -> None:
-    chunk = next(
-        p for p in _object_dir(seed_run.store, "rows").rglob("c.*") if p.is_file()
-    )  # a Zarr chunk of the edge matrix rows
-    data = bytearray(chunk.read_bytes())
+def test_corrupted_zarr_zip_is_quarantined_and_recomputed(seed_run) -> None:
+    packed = _object_dir(seed_run.store, "rows") / "zarr.zip"  # the edge matrix rows' arrays
+    data = bytearray(packed.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    chunk.write_bytes(bytes(data))
-    problems, statuses = _damage_then_rerun(seed_run.store, chunk)
+    packed.write_bytes(bytes(data))
+    problems, statuses = _damage_then_rerun(seed_run.store, packed)
     assert any("sha256" in p or "hash" in p or "digest" in p for p in problems), problems
     assert statuses["rows"] == "computed"
     assert statuses["precompute"] == "cached"

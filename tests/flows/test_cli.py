@@ -22,7 +22,7 @@ from circuitflow.tasks import PIPELINE, catalog_tables
 def filled(tmp_path: Path) -> Store:
     store = Store(tmp_path / "store", tables=catalog_tables(PIPELINE))
     key = stage_key("rows", 1, {})
-    with store.writer("rows", key, version=1) as w:
+    with store.writer("rows", key, version=1, pack_bytes=0) as w:  # chunk files
         w.put_tensor("edges", np.ones((8, 8), np.float32), chunks=(4, 8))
     for i in range(3):
         store.catalog.write_run(

@@ -18,9 +18,10 @@ from circuitflow.store.tensors import IntegrityError
 from tests.store.procs import run_python, spawn_python
 
 
-def _put(store: Store, name: str, array: np.ndarray, chunks=None) -> str:
+def _put(store: Store, name: str, array: np.ndarray, chunks=None, pack_bytes=0) -> str:
+    """An object holding `array`; its chunks are files on disk unless `pack_bytes` packs them."""
     key = stage_key("rows", 1, {"name": name})
-    with store.writer("rows", key, version=1, params={"name": name}) as w:
+    with store.writer("rows", key, version=1, params={"name": name}, pack_bytes=pack_bytes) as w:
         w.put_tensor("edges", array, chunks=chunks)
     return key
 
@@ -97,7 +98,7 @@ import sys, time
 import numpy as np
 from circuitflow.store import Store
 store, key, delay = Store(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-with store.writer("rows", key, version=1) as w:
+with store.writer("rows", key, version=1, pack_bytes=0) as w:  # files on disk as they come
     for i in range(6):
         w.put_tensor(f"part{i}", np.full((256, 2048), i, dtype=np.float32))  # 2 MB each
         time.sleep(delay)
@@ -285,7 +286,7 @@ def test_an_object_opens_as_a_lazy_verified_xarray_dataset(store: Store) -> None
 
     key = stage_key("rows", 1, {"name": "xr"})
     matrix = np.arange(12, dtype=np.float32).reshape(3, 4)
-    with store.writer("rows", key, version=1, params={}) as w:
+    with store.writer("rows", key, version=1, params={}, pack_bytes=0) as w:
         w.put_tensor("matrix", matrix, dims=("row", "node"), chunks=(1, 4))
         w.put_tensor("order", np.array([2, 0, 1]), dims=("row",))
     obj = store.open("rows", key)
