@@ -47,6 +47,9 @@ from circuitflow.attribution.safetensors_io import read_tensors, tensor_shape
 
 PER_LAYER = "transcoder_set"
 OFFLOADS = ("cpu", "disk")
+# Decoders up to this size are read into memory by default: a small set's rows are then looked
+# up instead of read from their files (32-40 us a lookup against 300-350 us, built-in model).
+IN_MEMORY_DECODER_BYTES = 256 << 20
 CROSS_LAYER = "cross_layer_transcoder"
 
 
@@ -163,6 +166,24 @@ class Transcoders:
     @property
     def lazy_decoder(self) -> bool:
         return self._W_dec is None
+
+    def decoder_elements(self) -> int:
+        """How many numbers the decoders hold (read from the file headers when lazy)."""
+        if self._W_dec is not None:
+            return sum(w.numel() for w in self._W_dec)
+        total = 0
+        for path, name in self._decoder_files:
+            shape = tensor_shape(Path(path), name, TranscoderError)
+            total += int(torch.tensor(shape).prod())
+        return total
+
+    def read_decoders(self) -> None:
+        """Read every layer's decoder into memory; rows are looked up from then on."""
+        if self._W_dec is None:
+            self._W_dec = [
+                read_tensors(Path(path), [name], TranscoderError)[name]
+                for path, name in self._decoder_files
+            ]
 
     def input_hook(self, layer: int) -> str:
         return f"blocks.{layer}.{self.feature_input_hook}"
@@ -312,7 +333,7 @@ def load_transcoders(
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-    lazy_decoder: bool = True,
+    lazy_decoder: bool | None = None,
     lazy_encoder: bool = False,
     offload: str | None = None,
 ) -> Transcoders:
@@ -322,14 +343,18 @@ def load_transcoders(
     reference `user/repo[/subfolder][@revision]`, which is downloaded through huggingface_hub when
     online (offline, only what is already in the local hub cache resolves).
 
-    With `lazy_decoder` (the default) decoder rows stay on disk and are read by feature; with
-    `lazy_encoder` the encoders too, a layer at a time. `offload`: "cpu" keeps the weights in
-    host memory and moves a layer to `device` on use; "disk" is both lazy readings.
+    With `lazy_decoder` decoder rows stay on disk and are read by feature; by default (None)
+    they do only when the decoders would take more than 256 MB in `dtype`, else they are read
+    into memory. With `lazy_encoder` the encoders stay on disk too, a layer at a time.
+    `offload`: "cpu" keeps the weights in host memory and moves a layer to `device` on use;
+    "disk" is both lazy readings.
     """
     if offload not in (None, *OFFLOADS):
         raise TranscoderError(f"offload must be cpu or disk, got {offload!r}")
     if offload == "disk":
         lazy_decoder = lazy_encoder = True
+    decide = lazy_decoder is None  # load lazily, then read small decoders in
+    lazy_decoder = True if decide else lazy_decoder
     directory = _resolve_directory(path)
     config = _read_config(directory)
     kind = config.get("model_kind")
@@ -355,6 +380,8 @@ def load_transcoders(
             f"{directory}/config.yaml: model_kind is {kind!r}; expected {PER_LAYER!r} "
             f"or {CROSS_LAYER!r}"
         )
+    if decide and tc.decoder_elements() * dtype.itemsize <= IN_MEMORY_DECODER_BYTES:
+        tc.read_decoders()
     return tc.to(device=device, dtype=dtype)
 
 

@@ -35,13 +35,37 @@ def test_per_layer_encode_decode_matches_the_formula(model, tmp_path):
 
 def test_lazy_and_eager_decoders_agree(model, tmp_path):
     random_transcoders(model, kind=CROSS_LAYER, directory=tmp_path)
-    lazy = load_transcoders(tmp_path)
+    lazy = load_transcoders(tmp_path, lazy_decoder=True)
     eager = load_transcoders(tmp_path, lazy_decoder=False)
+    assert lazy.lazy_decoder and not eager.lazy_decoder
     ids = torch.tensor([5, 0, 17])
     for layer in range(3):
         rows = lazy.decoder_rows(layer, ids)
         assert rows.shape == (3, 3 - layer, lazy.d_model)  # one row per output layer >= layer
         torch.testing.assert_close(rows, eager.decoder_rows(layer, ids))
+
+
+@pytest.mark.parametrize("kind", [PER_LAYER, CROSS_LAYER])
+def test_small_decoders_are_read_into_memory_by_default(model, tmp_path, monkeypatch, kind):
+    """By default decoders stay in their files only past 256 MB in the run's dtype."""
+    from circuitflow.attribution import transcoders
+
+    random_transcoders(model, kind=kind, directory=tmp_path)
+    small = load_transcoders(tmp_path)
+    eager = load_transcoders(tmp_path, lazy_decoder=False)
+    assert not small.lazy_decoder
+    L, F, d = small.n_layers, small.d_transcoder, small.d_model
+    layers_written = L * (L + 1) // 2 if kind == CROSS_LAYER else L
+    assert small.decoder_elements() == layers_written * F * d
+    ids = torch.tensor([3, 0, 11])
+    for layer in range(L):
+        torch.testing.assert_close(small.decoder_rows(layer, ids), eager.decoder_rows(layer, ids))
+
+    float32_bytes = small.decoder_elements() * 4  # one byte short of it: left on disk
+    monkeypatch.setattr(transcoders, "IN_MEMORY_DECODER_BYTES", float32_bytes - 1)
+    assert load_transcoders(tmp_path).lazy_decoder
+    assert not load_transcoders(tmp_path, dtype=torch.bfloat16).lazy_decoder  # half: it fits
+    assert not load_transcoders(tmp_path, lazy_decoder=False).lazy_decoder
 
 
 def test_activations(model, tmp_path):
