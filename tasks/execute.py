@@ -98,7 +98,12 @@ def publish_record(
     by the batch's publishing thread when there is one (`tasks.publishing`). `lock` (the key's
     computing lock) is released once the object is published.
     """
-    tensors, meta, files = record.to_parts()
+    try:
+        tensors, meta, files = record.to_parts()
+    except BaseException:
+        if lock is not None:
+            lock.close()  # nothing will be published: let another process compute the key
+        raise
     where = (run.store.root, stage.name, key)
     remember(where, record)
 

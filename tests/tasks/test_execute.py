@@ -127,3 +127,29 @@ def test_the_pipeline_runs_without_importing_prefect():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class _Unstorable:
+    """A record whose parts cannot be made (a bug in a record type)."""
+
+    def to_parts(self):
+        raise RuntimeError("no parts")
+
+
+def test_a_record_that_cannot_be_stored_releases_its_keys_lock(setup):
+    import contextlib
+    import fcntl
+
+    from circuitflow.tasks.execute import publish_record
+    from circuitflow.tasks.pipeline import open_store
+
+    store = open_store(setup.store)
+    stage, key = PIPELINE[0], "ab" * 32
+    run = RunContext(setup, RunRequest("w1 w2"), {}, PIPELINE, "r")
+    held = contextlib.ExitStack()
+    held.enter_context(store.computing(stage.name, key))
+    with pytest.raises(RuntimeError, match="no parts"):
+        publish_record(stage, run, _Unstorable(), key, {}, {}, held)
+    lock_file = f"{store.root}/tmp/locks/{key[:2]}.lock"
+    with open(lock_file) as other:  # another holder gets the lock at once
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
