@@ -460,10 +460,10 @@ class ObjectWriter:
                 self._packing.append((rel, data))
                 self._packing_size += len(data)
             else:
-                self._unpack()
+                self._stop_packing()
                 self._write(rel, data)
 
-    def _unpack(self) -> None:
+    def _stop_packing(self) -> None:
         """Too big to pack: the Zarr files held so far go to disk, and the rest as they come."""
         held, self._packing = self._packing or [], None
         for rel, data in held:
@@ -698,8 +698,8 @@ class StoredObject:
         """A dense numpy array (raw unsigned bits for bfloat16/float8: see `tensors[name].dtype`).
 
         `rows` selects along the first axis and reads only the chunks holding them (a few rows
-        of a 250 MB edge matrix cost one 8 MB chunk). Sparse tensors are densified; use
-        `sparse` to keep them sparse.
+        of a 250 MB edge matrix cost one 8 MB chunk; a packed object, 8 MB at most, is read
+        whole once). Sparse tensors are densified; use `sparse` to keep them sparse.
         """
         with self._reading("tensor", name, self.manifest["tensors"]):
             if self.manifest["tensors"][name]["kind"] == "coo":
