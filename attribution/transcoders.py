@@ -34,6 +34,7 @@ are already on disk, so nothing is copied).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,11 +172,10 @@ class Transcoders:
         """How many numbers the decoders hold (read from the file headers when lazy)."""
         if self._W_dec is not None:
             return sum(w.numel() for w in self._W_dec)
-        total = 0
-        for path, name in self._decoder_files:
-            shape = tensor_shape(Path(path), name, TranscoderError)
-            total += int(torch.tensor(shape).prod())
-        return total
+        shapes = [
+            tensor_shape(Path(path), name, TranscoderError) for path, name in self._decoder_files
+        ]
+        return sum(math.prod(shape) for shape in shapes)
 
     def read_decoders(self) -> None:
         """Read every layer's decoder into memory; rows are looked up from then on."""
